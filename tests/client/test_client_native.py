@@ -1,0 +1,258 @@
+"""The native client against a real server and the real Broker: batching, reconnect,
+in-flight failures, subscriptions with lease keeping, and the blocking wrapper."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from broker.broker import Broker
+from broker.client import BlockingClient, Client, ClientError, parse_url
+from broker.server import Server, start_server
+from spoolmq.config import Config
+from tests.server.serverharness import Gate, wait_until
+
+
+async def _serve(broker: object, port: int = 0) -> Server:
+    return await start_server(broker, "127.0.0.1", port)  # type: ignore[arg-type]
+
+
+def test_parse_url() -> None:
+    assert parse_url("tcp://10.0.0.1:9000") == parse_url("10.0.0.1:9000")
+    assert parse_url("tls://h").port == 7070 and parse_url("tls://h").tls
+    with pytest.raises(ValueError):
+        parse_url("http://h:1")
+
+
+async def test_concurrent_sends_are_coalesced_into_few_requests(broker: Broker) -> None:
+    gate = Gate(broker)
+    srv = await _serve(gate)
+    try:
+        async with Client(f"tcp://127.0.0.1:{srv.port}") as c:
+            offsets = await asyncio.gather(*(c.send("co", b"m%d" % i) for i in range(300)))
+            assert sorted(offsets) == list(range(300))
+            assert len(gate.calls["send"]) <= 2
+            msgs = await c.receive("co", max=300)
+            assert [m.value for m in msgs] == [b"m%d" % i for i in range(300)]
+    finally:
+        srv.close()
+        await srv.wait_closed()
+
+
+async def test_a_lone_send_goes_out_at_once_and_later_ones_wait_for_it(broker: Broker) -> None:
+    gate = Gate(broker, gated=("send",))
+    srv = await _serve(gate)
+    try:
+        async with Client(f"tcp://127.0.0.1:{srv.port}") as c:
+            first = asyncio.ensure_future(c.send("lone", b"first"))
+            # It reaches the broker alone, without waiting for company or a timer.
+            await wait_until(lambda: len(gate.calls.get("send", [])) == 1)
+            assert len(gate.calls["send"][0][1]) == 1
+            rest = [asyncio.ensure_future(c.send("lone", b"r%d" % i)) for i in range(10)]
+            await asyncio.sleep(0)
+            assert len(gate.calls["send"]) == 1  # queued behind the one in flight
+            gate.open()
+            assert await first == 0
+            assert await asyncio.gather(*rest) == list(range(1, 11))
+            assert [len(call[1]) for call in gate.calls["send"]] == [1, 10]
+    finally:
+        srv.close()
+        await srv.wait_closed()
+
+
+async def test_send_batch_splits_by_bytes_and_keeps_order(broker: Broker) -> None:
+    gate = Gate(broker)
+    srv = await _serve(gate)
+    try:
+        async with Client(f"tcp://127.0.0.1:{srv.port}", max_batch_bytes=1000) as c:
+            offsets = await c.send_batch("sb", [b"x" * 100] * 50)
+            assert offsets == list(range(50))
+            assert len(gate.calls["send"]) == 5
+            assert await c.send_batch("sb", ["text"]) == [50]
+    finally:
+        srv.close()
+        await srv.wait_closed()
+
+
+async def test_errors_carry_code_message_and_retriable(client: Client) -> None:
+    with pytest.raises(ClientError) as exc:
+        await client.receive("no good")
+    assert exc.value.code == "invalid_topic" and not exc.value.retriable
+    assert "invalid_topic" in str(exc.value)
+
+
+async def test_connecting_to_nothing_fails_unavailable_after_the_timeout() -> None:
+    srv = await _serve(object())
+    port = srv.port
+    srv.close()
+    await srv.wait_closed()
+    start = time.monotonic()
+    with pytest.raises(ClientError) as exc:
+        await Client(f"tcp://127.0.0.1:{port}", connect_timeout=0.3).connect()
+    assert exc.value.code == "unavailable" and exc.value.retriable
+    assert time.monotonic() - start < 3
+
+
+async def test_reconnects_after_a_server_restart(broker: Broker) -> None:
+    srv = await _serve(broker)
+    port = srv.port
+    async with Client(f"tcp://127.0.0.1:{port}") as c:
+        assert await c.send("rc", b"a") == 0
+        srv.close()
+        await srv.wait_closed()
+        srv = await _serve(broker, port)
+        try:
+            assert await c.send("rc", b"b") == 1
+            assert c.connects == 2
+        finally:
+            srv.close()
+            await srv.wait_closed()
+
+
+async def test_in_flight_receive_fails_retriable_when_the_connection_drops(
+        broker: Broker) -> None:
+    gate = Gate(broker, gated=("receive",))
+    srv = await _serve(gate)
+    port = srv.port
+    async with Client(f"tcp://127.0.0.1:{port}") as c:
+        pending = asyncio.ensure_future(c.receive("drop"))
+        await wait_until(lambda: "receive" in gate.calls)
+        srv.close()
+        with pytest.raises(ClientError) as exc:
+            await pending
+        assert exc.value.code == "unavailable" and exc.value.retriable
+        assert "may or may not" in exc.value.message
+        gate.open()
+        await srv.wait_closed()
+
+
+async def test_in_flight_idempotent_request_is_resent_after_reconnect(broker: Broker) -> None:
+    servers: list[Server] = []
+
+    class DropsFirstStats(Gate):
+        def snapshot(self) -> object:
+            if not self.calls.get("snapshot"):
+                self.calls["snapshot"] = [()]
+                for session in list(servers[0].sessions):
+                    session.transport.abort()  # type: ignore[union-attr]
+            return broker.snapshot()
+
+    srv = await _serve(DropsFirstStats(broker))
+    servers.append(srv)
+    try:
+        async with Client(f"tcp://127.0.0.1:{srv.port}") as c:
+            snap = await c.stats()
+            assert snap.timestamp > 0 and c.connects == 2
+    finally:
+        srv.close()
+        await srv.wait_closed()
+
+
+async def test_subscription_keeps_leases_while_the_handler_runs(client: Client,
+                                                                server: Server) -> None:
+    await client.send_batch("keep", [b"slow"])
+    async with client.subscribe("keep", group="g", prefetch=1, visibility=0.6) as sub:
+        msg = await asyncio.wait_for(sub.__anext__(), 5)
+        await asyncio.sleep(1.5)  # the handler works for 2.5 visibility timeouts
+        async with Client(f"tcp://127.0.0.1:{server.port}") as other:
+            assert await other.receive("keep", group="g") == []
+        assert await client.ack(msg) == []
+    info = await client.describe_group("keep", "g")
+    assert info.in_flight == 0 and info.lag == 0
+
+
+async def test_subscription_grants_credit_as_messages_are_acked(client: Client) -> None:
+    await client.send_batch("cr", [b"%d" % i for i in range(20)])
+    got: list[int] = []
+    async with client.subscribe("cr", group="g", prefetch=4) as sub:
+        await wait_until(lambda: sub.describe()["buffered"] == 4)
+        async for msg in sub:
+            got.append(msg.offset)
+            assert sub.describe()["unsettled"] <= 4
+            await client.ack(msg)
+            if len(got) == 20:
+                break
+    assert got == list(range(20))
+
+
+async def test_closing_a_subscription_hands_back_unread_messages(client: Client) -> None:
+    await client.send_batch("hb", [b"a", b"b", b"c"])
+    async with client.subscribe("hb", group="g", prefetch=3) as sub:
+        await wait_until(lambda: sub.describe()["buffered"] == 3)
+        first = await sub.__anext__()
+        await client.ack(first)
+    again = await client.receive("hb", group="g", max=10)
+    assert [m.offset for m in again] == [1, 2]
+
+
+async def test_blocking_client_round_trip(server: Server) -> None:
+    url = f"tcp://127.0.0.1:{server.port}"
+
+    def script() -> list[bytes]:
+        with BlockingClient(url, client_id="script") as bc:
+            assert bc.send("blk", "hello") == 0
+            assert bc.send_batch("blk", [b"a", b"b"]) == [1, 2]
+            msgs = bc.receive("blk", max=10)
+            assert bc.nack(msgs[1:]) == []
+            assert bc.ack(msgs[:1]) == []
+            with bc.subscribe("blk", prefetch=2) as sub:
+                pushed = [sub.next(timeout=5), sub.next(timeout=5)]
+                bc.ack(pushed)
+            assert "blk" in [t.name for t in bc.topics()]
+            return [m.value for m in msgs + pushed]
+
+    values = await asyncio.to_thread(script)
+    assert values == [b"hello", b"a", b"b", b"a", b"b"]
+
+
+async def test_blocking_client_reports_connect_failures() -> None:
+    def script() -> None:
+        BlockingClient("tcp://127.0.0.1:1", connect_timeout=0.2)
+
+    with pytest.raises(ClientError) as exc:
+        await asyncio.to_thread(script)
+    assert exc.value.code == "unavailable"
+
+
+async def test_file_store_broker_serves_a_subscription(tmp_path: object) -> None:
+    broker = Broker(Config(data_dir=tmp_path / "d"))  # type: ignore[operator]
+    await broker.start()
+    srv = await _serve(broker)
+    try:
+        async with Client(f"tcp://127.0.0.1:{srv.port}") as c:
+            await c.send_batch("fs", [b"%d" % i for i in range(5)])
+            async with c.subscribe("fs", prefetch=5) as sub:
+                seen = []
+                async for m in sub:
+                    seen.append(m.value)
+                    await c.ack(m)
+                    if len(seen) == 5:
+                        break
+            assert seen == [b"0", b"1", b"2", b"3", b"4"]
+    finally:
+        srv.close()
+        await srv.wait_closed()
+        await broker.stop()
+
+
+async def test_subscription_survives_a_server_restart(broker: Broker) -> None:
+    srv = await _serve(broker)
+    port = srv.port
+    async with Client(f"tcp://127.0.0.1:{port}") as c:
+        await c.send_batch("re", [b"a"])
+        async with c.subscribe("re", group="g", prefetch=2) as sub:
+            first = await asyncio.wait_for(sub.__anext__(), 5)
+            srv.close()
+            await srv.wait_closed()
+            srv = await _serve(broker, port)
+            try:
+                await c.send_batch("re", [b"b"])
+                second = await asyncio.wait_for(sub.__anext__(), 5)
+                assert (first.value, second.value) == (b"a", b"b")
+                assert c.connects == 2
+                assert await c.ack([first, second]) == []  # same incarnation: still valid
+            finally:
+                srv.close()
+                await srv.wait_closed()
