@@ -1,0 +1,240 @@
+"""JSON at the HTTP edge: the broker's frozen values turned into the documents of
+docs/http-api.md, and the one JSON response constructor.
+
+Pure functions; the shapes here are the contract the dashboard's API types mirror.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from json.encoder import encode_basestring_ascii as _quote
+from typing import Any
+
+from aiohttp import web
+
+from broker.api import (
+    ClientInfo,
+    DeadLetter,
+    Delivery,
+    GroupInfo,
+    LeaseInfo,
+    ReceiptResult,
+    SendResult,
+    Snapshot,
+    StoredMessage,
+    TopicInfo,
+)
+from broker.errors import ERRORS
+
+# ensure_ascii: always valid UTF-8 out, even for text holding lone surrogates.
+_encoder = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False,
+                            default=lambda o: o.decode("utf-8", "replace")
+                            if isinstance(o, bytes) else repr(o))
+dumps = _encoder.encode
+
+
+def json_response(doc: Any, status: int = 200) -> web.Response:
+    """A JSON answer; non-finite floats are refused (JSON has none), bytes become text."""
+    return web.Response(body=dumps(doc).encode("ascii"), status=status,
+                        content_type="application/json")
+
+
+def body_response(body: bytes, status: int = 200) -> web.Response:
+    """A JSON answer already serialised (the hot paths build their text directly)."""
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+def error_doc(code: str, message: str) -> dict[str, Any]:
+    spec = ERRORS.get(code) or ERRORS["internal"]
+    return {"error": {"code": code, "message": message, "retriable": spec.retriable}}
+
+
+def _text_or_b64(value: bytes, headers: dict[str, Any] | None, doc: dict[str, Any]) -> None:
+    ctype = headers.get("content-type") if headers else None
+    if ctype is None or (isinstance(ctype, str) and
+                         (ctype.startswith("text/") or ctype.startswith("application/json"))):
+        try:
+            doc["message"] = value.decode("utf-8")
+            return
+        except UnicodeDecodeError:
+            pass
+    doc["message"] = base64.b64encode(value).decode("ascii")
+    doc["encoding"] = "base64"
+
+
+def _key(key: bytes | None) -> str | None:
+    if key is None:
+        return None
+    # Keys are sent as text; a binary key from a native client is shown lossily.
+    return key.decode("utf-8", "replace")
+
+
+def stored_message(m: StoredMessage) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    _text_or_b64(m.value, m.headers, doc)
+    doc.update(topic=m.topic, partition=m.partition, offset=m.offset, key=_key(m.key),
+               headers=m.headers, timestamp=m.timestamp_ms)
+    return doc
+
+
+def receipt_result(r: ReceiptResult) -> dict[str, Any]:
+    doc: dict[str, Any] = {"receipt": r.receipt, "ok": r.error is None}
+    if r.error is not None:
+        spec = ERRORS.get(r.error) or ERRORS["internal"]
+        doc["error"] = {"code": r.error, "message": r.message or spec.description}
+    if r.deadline is not None:
+        doc["deadline"] = r.deadline
+    return doc
+
+
+def group(g: GroupInfo) -> dict[str, Any]:
+    return {
+        "topic": g.topic, "name": g.name, "ready": g.ready, "in_flight": g.in_flight,
+        "dead_lettered": g.dead_lettered, "lag": g.lag,
+        "oldest_unacked_age_s": g.oldest_unacked_age_s,
+        "ack_floor": {str(p): o for p, o in g.ack_floor.items()},
+        "consumers": g.consumers, "last_active": g.last_active, "rate_out": g.rate_out,
+        "redeliveries": g.redeliveries,
+    }
+
+
+def topic(t: TopicInfo) -> dict[str, Any]:
+    return {
+        "name": t.name, "partitions": t.partitions, "messages": t.messages,
+        "messages_in_queue": t.messages_in_queue, "bytes": t.bytes, "in_flight": t.in_flight,
+        "dead_lettered": t.dead_lettered, "oldest_timestamp_ms": t.oldest_timestamp_ms,
+        "rate_in": t.rate_in, "rate_out": t.rate_out, "start_offsets": list(t.start_offsets),
+        "end_offsets": list(t.end_offsets), "config": t.config.to_dict(),
+        "damaged": list(t.damaged), "groups": [group(g) for g in t.groups],
+    }
+
+
+def client(c: ClientInfo) -> dict[str, Any]:
+    return {
+        "client_id": c.client_id, "protocol": c.protocol, "address": c.address,
+        "roles": list(c.roles), "first_seen": c.first_seen, "last_seen": c.last_seen,
+        "active": c.active, "messages_in": c.messages_in, "messages_out": c.messages_out,
+        "in_flight": c.in_flight,
+    }
+
+
+def snapshot(s: Snapshot) -> dict[str, Any]:
+    return {
+        "timestamp": s.timestamp,
+        "messages_in_queue": s.messages_in_queue, "ready": s.ready, "in_flight": s.in_flight,
+        "dead_lettered": s.dead_lettered,
+        "active_producers": s.active_producers, "active_consumers": s.active_consumers,
+        "rates": {"in": s.rate_in, "out": s.rate_out, "acks": s.rate_acks,
+                  "redeliveries": s.rate_redeliveries},
+        "oldest_unacked_age_s": s.oldest_unacked_age_s,
+        "topics": [topic(t) for t in s.topics],
+        "clients": [client(c) for c in s.clients],
+    }
+
+
+def lease(x: LeaseInfo) -> dict[str, Any]:
+    return {"partition": x.partition, "offset": x.offset, "consumer": x.consumer,
+            "delivery_count": x.delivery_count, "deadline": x.deadline}
+
+
+def dead_letter(d: DeadLetter) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "id": d.id, "topic": d.topic, "group": d.group, "partition": d.partition,
+        "offset": d.offset, "reason": d.reason, "delivery_count": d.delivery_count,
+        "dead_lettered_at": d.dead_lettered_at, "redrives": d.redrives,
+        "history": [{"attempt": h.attempt, "consumer": h.consumer,
+                     "lease_start": h.lease_start, "outcome": h.outcome} for h in d.history],
+    }
+    if d.value is None:
+        doc["message"] = None
+    else:
+        _text_or_b64(d.value, None, doc)
+    return doc
+
+
+# -- hot paths: JSON text built directly, without intermediate dicts. Each must produce
+# exactly what `dumps` would for the equivalent dict (tests compare them).
+
+_BOOL = ("false", "true")
+
+
+def _json_text(value: bytes, headers: dict[str, Any] | None) -> str:
+    """`"message":...` plus `"encoding":"base64"` when the payload is not text."""
+    ctype = headers.get("content-type") if headers else None
+    if ctype is None or (isinstance(ctype, str) and
+                         (ctype.startswith("text/") or ctype.startswith("application/json"))):
+        try:
+            return '"message":' + _quote(value.decode("utf-8"))
+        except UnicodeDecodeError:
+            pass
+    return '"message":"' + base64.b64encode(value).decode("ascii") + '","encoding":"base64"'
+
+
+def sent_one(echo: Any, echo_base64: bool, result: SendResult) -> bytes:
+    """The answer to a single send: status, the message echoed, where it landed."""
+    o = result.outcomes[0]
+    message = _quote(echo) if isinstance(echo, str) else dumps(echo)
+    encoding = ',"encoding":"base64"' if echo_base64 else ""
+    return (f'{{"status":"Message sent","message":{message}{encoding},'
+            f'"topic":{_quote(result.topic)},"partition":{o.partition},"offset":{o.offset},'
+            f'"created":{_BOOL[result.created]},"duplicate":{_BOOL[o.duplicate]}}}').encode()
+
+
+def sent_batch(result: SendResult) -> bytes:
+    """The answer to a batch: per-entry partition, offset and duplicate flag, in order."""
+    outcomes = result.outcomes
+    partitions = [str(o.partition) for o in outcomes]
+    offsets = [str(o.offset) for o in outcomes]
+    results = ",".join([f'{{"partition":{p},"offset":{off},"duplicate":{_BOOL[o.duplicate]}}}'
+                        for p, off, o in zip(partitions, offsets, outcomes, strict=True)])
+    partitions_text = ",".join(partitions)
+    offsets_text = ",".join(offsets)
+    return (f'{{"status":"Messages sent","topic":{_quote(result.topic)},'
+            f'"count":{len(outcomes)},"created":{_BOOL[result.created]},'
+            f'"partition":[{partitions_text}],"offset":[{offsets_text}],'
+            f'"results":[{results}]}}').encode()
+
+
+def deliveries(topic: str, group: str, got: Sequence[Delivery]) -> bytes:
+    """The answer to a receive: `{"topic", "group", "messages": [Message...]}`."""
+    parts = []
+    quoted_topic = _quote(topic)
+    last_deadline = None
+    deadline_text = ""
+    for d in got:
+        value = d.value
+        headers = d.headers
+        if headers is None:
+            try:
+                message = '"message":' + _quote(value.decode("utf-8"))
+            except UnicodeDecodeError:
+                message = _json_text(value, None)
+            headers_text = "null"
+        else:
+            message = _json_text(value, headers)
+            headers_text = dumps(headers)
+        key = "null" if d.key is None else _quote(d.key.decode("utf-8", "replace"))
+        if d.deadline != last_deadline:  # one receive's leases mostly share a deadline
+            last_deadline = d.deadline
+            deadline_text = repr(float(d.deadline))
+        t = quoted_topic if d.topic == topic else _quote(d.topic)
+        parts.append(
+            f'{{{message},"receipt":{_quote(d.receipt)},"topic":{t},'
+            f'"partition":{d.partition},"offset":{d.offset},'
+            f'"delivery_count":{d.delivery_count},"key":{key},"headers":{headers_text},'
+            f'"timestamp":{d.timestamp_ms},"deadline":{deadline_text}}}')
+    return (f'{{"topic":{quoted_topic},"group":{_quote(group)},'
+            f'"messages":[{",".join(parts)}]}}').encode()
+
+
+def receipt_results(results: Sequence[ReceiptResult]) -> bytes:
+    """`{"results": [...]}` for ack/nack/extend."""
+    parts = []
+    for r in results:
+        if r.error is None and r.deadline is None:
+            parts.append(f'{{"receipt":{_quote(r.receipt)},"ok":true}}')
+        else:
+            parts.append(dumps(receipt_result(r)))
+    return f'{{"results":[{",".join(parts)}]}}'.encode()

@@ -1,0 +1,108 @@
+"""Request parsing, pure: bodies and query strings to typed values, refusals as BrokerError."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from broker.errors import BrokerError
+from http_gateway import bodies
+from http_gateway.settings import Limits
+
+LIMITS = Limits()
+
+
+@given(st.text())
+def test_form_message_round_trips_any_text(text: str) -> None:
+    form = bodies.decode_form(urlencode({"message": text}).encode())
+    body = bodies.send_from_form(form, None)
+    assert body.echo == text
+    assert body.messages[0].value == text.encode("utf-8", "surrogatepass")
+
+
+@given(st.lists(st.text(min_size=1), min_size=1, max_size=20))
+def test_batch_keeps_entry_order_and_numbers_idempotency_ids(entries: list[str]) -> None:
+    body = bodies.send_from_json({"messages": entries}, "k", LIMITS)
+    assert body.batch
+    assert [m.value.decode("utf-8", "surrogatepass") for m in body.messages] == entries
+    assert [m.message_id for m in body.messages] == [f"k#{i}" for i in range(len(entries))]
+
+
+def test_json_single_message_with_key_headers_delay() -> None:
+    body = bodies.send_from_json(
+        {"message": "m", "key": "k", "headers": {"a": 1}, "delay": 2.5}, "id-1", LIMITS)
+    [msg] = body.messages
+    assert (msg.value, msg.key, msg.headers, msg.message_id) == (b"m", b"k", {"a": 1}, "id-1")
+    assert body.delay_s == 2.5
+
+
+@pytest.mark.parametrize("doc", [
+    [], "text", {"nothing": 1}, {"messages": []}, {"messages": "x"}, {"message": None},
+    {"messages": [{"key": "no message"}]}, {"message": "m", "headers": [1]},
+    {"message": "m", "headers": {"nested": {"no": 1}}}, {"message": "m", "key": 5},
+])
+def test_malformed_json_sends_are_bad_requests(doc: object) -> None:
+    with pytest.raises(BrokerError) as err:
+        bodies.send_from_json(doc, None, LIMITS)
+    assert err.value.code == "bad_request"
+
+
+def test_non_json_body_is_a_bad_request() -> None:
+    with pytest.raises(BrokerError, match="not valid JSON"):
+        bodies.decode_json(b"\xff{")
+
+
+def test_form_that_is_not_utf8_is_a_bad_request() -> None:
+    with pytest.raises(BrokerError) as err:
+        bodies.decode_form(b"message=%ff%fe")
+    assert err.value.code == "bad_request"
+
+
+def test_raw_text_and_binary_bodies() -> None:
+    text = bodies.send_from_raw("héllo".encode(), "text/plain", None, "k", "1")
+    assert (text.echo, text.echo_base64, text.messages[0].headers) == ("héllo", False, None)
+    assert (text.messages[0].key, text.delay_s) == (b"k", 1.0)
+    binary = bodies.send_from_raw(b"\x00\x01", "application/octet-stream", None, None, None)
+    assert binary.echo_base64
+    assert binary.messages[0].headers == {"content-type": "application/octet-stream"}
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_wait_is_accepted_only_within_bounds(value: float) -> None:
+    query = {"wait": repr(value)}
+    if 0.0 <= value <= LIMITS.max_wait_s:
+        assert bodies.receive_params(query, "g", LIMITS).wait_s == value
+    else:
+        with pytest.raises(BrokerError) as err:
+            bodies.receive_params(query, "g", LIMITS)
+        assert err.value.code == "invalid_argument"
+
+
+def test_receive_defaults() -> None:
+    p = bodies.receive_params({}, "default", LIMITS)
+    assert (p.group, p.max_messages, p.wait_s, p.visibility_s, p.auto_ack) == (
+        "default", 1, 0.0, None, False)
+    p = bodies.receive_params({"visibility": "0.25", "auto_ack": "yes", "max": "7"}, "d", LIMITS)
+    assert (p.visibility_s, p.auto_ack, p.max_messages) == (0.25, True, 7)
+
+
+def test_receipts_bodies() -> None:
+    one = bodies.receipts_from_form({"receipt": ["r1"], "delay": ["3"]}, LIMITS)
+    assert (one.receipts, one.single, one.delay_s) == (["r1"], True, 3.0)
+    many = bodies.receipts_from_json({"receipts": ["a", "b"], "visibility": 9}, LIMITS)
+    assert (many.receipts, many.single, many.visibility_s) == (["a", "b"], False, 9.0)
+    for doc in ({"receipts": [1]}, {"receipts": []}, {}, ["a"]):
+        with pytest.raises(BrokerError):
+            bodies.receipts_from_json(doc, LIMITS)
+    with pytest.raises(BrokerError) as err:
+        bodies.receipts_from_json({"receipts": ["r"] * (LIMITS.max_receive + 1)}, LIMITS)
+    assert err.value.code == "payload_too_large"
+
+
+def test_json_values_other_than_strings_are_stored_as_json() -> None:
+    body = bodies.send_from_json({"message": {"a": [1, 2]}}, None, LIMITS)
+    assert json.loads(body.messages[0].value) == {"a": [1, 2]}
