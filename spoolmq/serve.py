@@ -15,9 +15,12 @@ import signal
 import sys
 from pathlib import Path
 
-from broker.config import Config
+from broker.config import Config, ConfigError
+from broker.errors import BrokerError
 from broker.server import Server
+from http_gateway.security import UnsafeBindError, check_bind_safety, make_ssl_context
 from spoolmq.logs import setup_logging
+from storage.errors import StorageError
 
 log = logging.getLogger("spoolmq.serve")
 
@@ -39,7 +42,6 @@ async def serve(config: Config, stop: asyncio.Event, *, with_http: bool = True,
     """Start every component, wait for `stop`, then shut down in reverse order."""
     from broker.broker import Broker
     from broker.server import start_server, token_authorizer
-    from http_gateway.security import check_bind_safety, make_ssl_context
 
     check_bind_safety(config)
     ssl_ctx = make_ssl_context(config)
@@ -98,15 +100,10 @@ def run_server(config: Config, *, with_http: bool = True, with_dashboard: bool =
             asyncio.run(main())
         else:
             uvloop.run(main())
-    except OSError as exc:
+    except (OSError, BrokerError, StorageError, ConfigError, UnsafeBindError) as exc:
+        # refusing to start (busy port, locked data dir, unsafe bind) is an answer, not a crash
         log.error("cannot start: %s", exc)
         return EXIT_STARTUP
-    except Exception as exc:
-        code = getattr(exc, "code", None)
-        if code in ("data_dir_locked", "format_mismatch") or type(exc).__name__ == "ConfigError":
-            log.error("cannot start: %s", exc)
-            return EXIT_STARTUP
-        raise
     return 0
 
 
