@@ -78,10 +78,12 @@ class Damage:
 
 
 class PartitionLog(Protocol):
-    """One partition: an ordered, append-only log. Synchronous; not thread-safe.
+    """One partition: an ordered, append-only log. Synchronous.
 
     Offsets are assigned at append and never reused. `append_many` writes but does
-    not make durable; `sync()` makes everything written so far durable.
+    not make durable; `sync()` makes durable everything written before it began.
+    Threads: one thread appends and reads; `sync()` alone may run in one other
+    thread at the same time (the group committer's worker).
     """
 
     @property

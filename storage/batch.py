@@ -35,15 +35,19 @@ MAGIC_BYTES = struct.pack("<HB", MAGIC, FORMAT_VERSION)  # what a look-ahead sca
 HEADER = struct.Struct("<HBBIIqIq")
 HEADER_SIZE = HEADER.size
 _CRC_FROM = 8  # the CRC covers everything after the magic, version, attrs and the CRC itself
-_COVERED = struct.Struct("<IqIq")  # length, base, count, ts: the header fields under the CRC
-_PREFIX = struct.Struct("<HBBI")  # magic, version, attrs, crc
+COVERED = struct.Struct("<IqIq")  # length, base, count, ts: the header fields under the CRC
+PREFIX = struct.Struct("<HBBI")  # magic, version, attrs, crc
 
 # A batch larger than this is refused at append and treated as garbage when scanned:
 # it bounds what one corrupt length field can make recovery read. 64 MiB is the
 # default segment size; the broker's own limit (1 MiB per message) sits far below.
 MAX_BATCH_BYTES = 64 * 2**20
 
-_packb = msgpack.packb
+# One Packer reused: msgpack.packb builds a new one per call. Sharing it between
+# threads is safe: pack() is one C call that holds the GIL and, with no `default`
+# hook, never runs Python code. Its buffer keeps the size of the largest body packed,
+# which MAX_BATCH_BYTES bounds.
+pack_body = msgpack.Packer().pack
 _unpackb = msgpack.unpackb
 
 
@@ -76,12 +80,12 @@ def encode_parts(base_offset: int, timestamp_ms: int, values: Sequence[bytes],
         raise ValueError("a batch needs at least one record")
     if (keys is not None and len(keys) != n) or (headers is not None and len(headers) != n):
         raise ValueError("keys and headers must be as long as values")
-    body = _packb((values, keys, headers))
+    body: bytes = pack_body((values, keys, headers))
     length = HEADER_SIZE + len(body)
     if length > MAX_BATCH_BYTES:
         raise ValueError(f"batch of {length} bytes exceeds {MAX_BATCH_BYTES}")
-    covered = _COVERED.pack(length, base_offset, n, timestamp_ms)
-    return _PREFIX.pack(MAGIC, FORMAT_VERSION, 0, crc32(body, crc32(covered))) + covered, body
+    covered = COVERED.pack(length, base_offset, n, timestamp_ms)
+    return PREFIX.pack(MAGIC, FORMAT_VERSION, 0, crc32(body, crc32(covered))) + covered, body
 
 
 def parse_header(buf: bytes | memoryview, pos: int) -> BatchHeader | None:

@@ -3,13 +3,18 @@
 `GroupCommitter.append(log, entries)` returns the base offsets once the entries
 are durable under the durability mode:
 
-- "sync": appends that arrive while a log's write+fdatasync is in flight wait in
-  that log's queue and go out together: one `append_many` on the event loop, one
-  `sync()` in a worker thread, then every caller of the group is resolved.
-- "interval": `append_many` at once; a background task syncs each dirty log every
-  `interval_s`. Appends that arrive while their log is syncing wait for the sync
-  (the log is not thread-safe) and are then written in one `append_many`.
+- "sync": appends that arrive in one turn of the event loop are written together
+  by one `append_many` on the loop; each `sync()` runs in a worker thread. Writing
+  and syncing overlap (a pipeline of depth 2): while one sync runs, the next group
+  is written, and its sync starts as soon as the running one ends. A caller is
+  resolved only by a sync requested after its bytes were written, so no caller is
+  acknowledged before its bytes are durable.
+- "interval": `append_many` at once, even while a background sync of the same log
+  runs in a worker thread; a background task syncs each dirty log every `interval_s`.
 - "none": `append_many` at once; logs are synced only by `close()` / `detach()`.
+
+The logs must allow `sync()` in a worker thread while the loop appends to and reads
+them (FileLog and MemoryLog do); the committer never runs two syncs of one log at once.
 
 Failures. An append that fails (StorageFull, a bad entry, StorageError) is
 retried once per caller, each caller's entries alone, so only the callers whose
@@ -17,7 +22,8 @@ own entries cannot be written see the error, and the committer keeps serving.
 FsyncFailed is fatal: every waiting caller and every later append gets
 FsyncFailed, `on_fatal` is called once, and no fsync is ever retried.
 
-Per caller this costs one future and a list extend; nothing is done per record.
+Per caller this costs one future and a list extend in "sync" mode, nothing but the
+append itself otherwise; nothing is done per record.
 This module must not know about topics, groups or sockets.
 """
 
@@ -25,7 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Sequence
+from time import monotonic
 
 from storage.api import AppendEntry, PartitionLog
 from storage.errors import FsyncFailed, StorageError
@@ -35,20 +43,41 @@ log = logging.getLogger(__name__)
 DURABILITY_MODES = ("sync", "interval", "none")
 
 _Waiter = tuple["asyncio.Future[list[int]]", int]  # (the caller's future, its entry count)
+# A written caller: the generation of its group, its future and its base offsets.
+_Written = tuple[int, "asyncio.Future[list[int]]", list[int]]
 
 
 class _LogQueue:
-    """One log's pending group: entries in arrival order and their callers."""
+    """One log's state: the group being gathered, groups written and not yet synced,
+    and the sync in flight (at most one)."""
 
-    __slots__ = ("busy", "dirty", "entries", "log", "task", "waiters")
+    __slots__ = ("chain_lock", "chain_running", "dirty", "entries", "idle", "log", "next_sync",
+                 "scheduled", "sync_running", "synced_gen", "syncing", "waiters", "write_gen",
+                 "written")
 
     def __init__(self, log: PartitionLog) -> None:
         self.log = log
         self.entries: list[AppendEntry] = []
         self.waiters: list[_Waiter] = []
-        self.busy = False  # a write or sync of this log is in flight
+        self.scheduled = False  # a write of the gathered group is scheduled on the loop
+        self.written: list[_Written] = []  # written, waiting for a sync that covers them
+        # sync mode: groups are numbered as written; one worker thread syncs in a chain
+        # while write_gen > synced_gen. The lock makes "nothing new: stop" and "new group:
+        # is the chain running?" exclusive, so no group is ever left without a sync.
+        self.chain_lock = threading.Lock()
+        self.chain_running = False
+        self.write_gen = 0
+        self.synced_gen = 0  # written by the running chain (after a failure, by the loop)
+        self.syncing: asyncio.Future[None] | None = None  # interval mode's sync in flight
         self.dirty = False  # appended since the last sync (interval / none)
-        self.task: asyncio.Task[None] | None = None
+        self.idle: asyncio.Event | None = None  # set when nothing is queued or in flight
+        # interval mode: set on the loop, cleared by the worker thread as its sync ends
+        self.sync_running = False
+        self.next_sync = 0.0  # time.monotonic() when the next background sync is due
+
+    def busy(self) -> bool:
+        return bool(self.scheduled or self.written or self.syncing is not None
+                    or self.chain_running)
 
 
 class GroupCommitter:
@@ -62,6 +91,8 @@ class GroupCommitter:
             raise ValueError("durability 'interval' needs interval_s > 0")
         self.durability = durability
         self.interval_s = interval_s
+        self._sync_mode = durability == "sync"
+        self._interval_mode = durability == "interval"
         self._on_fatal = on_fatal
         self._queues: dict[int, _LogQueue] = {}  # by id(log); the queue holds the log
         self._fatal: FsyncFailed | None = None
@@ -88,7 +119,7 @@ class GroupCommitter:
         q = self._queues.get(id(log))
         if q is None:
             q = self._queues[id(log)] = _LogQueue(log)
-        if self.durability != "sync" and not q.busy:
+        if not self._sync_mode:
             try:
                 bases = log.append_many(entries)
             except FsyncFailed as exc:  # the log refuses after an earlier failed sync
@@ -97,55 +128,149 @@ class GroupCommitter:
             if not q.dirty:
                 q.dirty = True
                 self._start_ticker()
+            elif self._interval_mode and not q.sync_running and monotonic() >= q.next_sync:
+                # The loop may be too busy for the ticker to run: the interval is kept
+                # by whoever appends once it has passed.
+                q.dirty = False
+                self._background_sync(q)
             return bases
-        fut: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[int]] = loop.create_future()
         q.entries.extend(entries)
         q.waiters.append((fut, len(entries)))
-        if not q.busy:
-            q.busy = True
-            q.task = asyncio.get_running_loop().create_task(self._drain(q))
+        if not q.scheduled:
+            # Written after every caller resumed in this turn of the loop has queued.
+            q.scheduled = True
+            loop.call_soon(self._write_gathered, q)
         return await fut
 
-    # -- the write path --------------------------------------------------------------
+    # -- the sync path ---------------------------------------------------------------
 
-    async def _drain(self, q: _LogQueue) -> None:
-        """Write queued groups until the queue is empty (syncing each in "sync" mode)."""
+    def _write_gathered(self, q: _LogQueue) -> None:
+        """Write the gathered group and make sure the sync chain will cover it."""
+        q.scheduled = False
+        entries, waiters = q.entries, q.waiters
+        q.entries, q.waiters = [], []
+        if self._fatal is not None:
+            self._fail(waiters, self._fatal)
+            self._check_idle(q)
+            return
+        if not q.chain_running and len(waiters) > 1:
+            # Nothing to overlap with yet: split the group so that one half's sync runs
+            # while the other half is written. Two cohorts form and then alternate.
+            half = len(waiters) // 2
+            n = sum(k for _, k in waiters[:half])
+            self._write_group(q, entries[:n], waiters[:half])
+            self._write_group(q, entries[n:], waiters[half:])
+        else:
+            self._write_group(q, entries, waiters)
+        self._check_idle(q)
+
+    def _write_group(self, q: _LogQueue, entries: list[AppendEntry],
+                     waiters: list[_Waiter]) -> None:
+        """Write one group; failed callers get their error now, the rest wait for a sync."""
+        if self._fatal is not None:
+            self._fail(waiters, self._fatal)
+            return
+        results = self._append_group(q.log, entries, waiters)
+        self.groups += 1
+        if self._fatal is not None:
+            self._fail(waiters, self._fatal)
+            return
+        gen = q.write_gen + 1
+        written = False
+        for (fut, _), result in zip(waiters, results, strict=True):
+            if isinstance(result, BaseException):
+                if not fut.done():
+                    fut.set_exception(result)
+            else:
+                q.written.append((gen, fut, result))
+                written = True
+        if written:
+            with q.chain_lock:
+                q.write_gen = gen
+                start = not q.chain_running
+                q.chain_running = True
+            if start:
+                self._start_chain(q)
+
+    def _start_chain(self, q: _LogQueue) -> None:
         loop = asyncio.get_running_loop()
-        try:
-            while q.waiters and self._fatal is None:
-                entries, waiters = q.entries, q.waiters
-                q.entries, q.waiters = [], []
-                results = self._write_group(q.log, entries, waiters)
-                if self._fatal is not None:
-                    self._fail(waiters, self._fatal)
-                    return
-                if self.durability == "sync":
-                    if any(not isinstance(r, BaseException) for r in results):
-                        try:
-                            await loop.run_in_executor(None, q.log.sync)
-                        except FsyncFailed as exc:
-                            self._go_fatal(exc)
-                            self._fail(waiters, exc)
-                            return
-                        except StorageError as exc:
-                            results = [exc] * len(results)
-                        self.syncs += 1
-                else:
-                    q.dirty = True
-                    self._start_ticker()
-                self.groups += 1
-                for (fut, _), result in zip(waiters, results, strict=True):
-                    if fut.done():
-                        continue
-                    if isinstance(result, BaseException):
-                        fut.set_exception(result)
-                    else:
-                        fut.set_result(result)
-        finally:
-            q.busy = False
+        loop.run_in_executor(None, self._sync_chain, q, loop)
 
-    def _write_group(self, plog: PartitionLog, entries: list[AppendEntry],
-                     waiters: list[_Waiter]) -> list[list[int] | BaseException]:
+    def _sync_chain(self, q: _LogQueue, loop: asyncio.AbstractEventLoop) -> None:
+        """Worker thread: sync while groups newer than the last sync exist.
+
+        A group numbered g was written before write_gen became g, and write_gen is read
+        before sync() captures what is written, so the sync covers every group <= g.
+        The next sync starts here, without waiting for the loop to see this one end.
+        """
+        try:
+            while True:
+                with q.chain_lock:
+                    gen = q.write_gen
+                    if gen <= q.synced_gen or self._fatal is not None:
+                        q.chain_running = False
+                        break
+                try:
+                    q.log.sync()
+                except BaseException as exc:
+                    with q.chain_lock:
+                        q.chain_running = False
+                    loop.call_soon_threadsafe(self._chain_failed, q, gen, exc)
+                    return
+                q.synced_gen = gen
+                loop.call_soon_threadsafe(self._resolve_upto, q, gen)
+        except BaseException as exc:  # a closed loop: nobody is left to tell
+            with q.chain_lock:
+                q.chain_running = False
+            log.debug("sync chain ended: %s", exc)
+            return
+        loop.call_soon_threadsafe(self._check_idle, q)
+
+    def _resolve_upto(self, q: _LogQueue, gen: int) -> None:
+        """Resolve the callers of every group up to gen: a finished sync covers them."""
+        self.syncs += 1
+        written = q.written
+        i = 0
+        for g, fut, bases in written:
+            if g > gen:
+                break
+            if not fut.done():
+                fut.set_result(bases)
+            i += 1
+        del written[:i]
+        self._check_idle(q)
+
+    def _chain_failed(self, q: _LogQueue, gen: int, exc: BaseException) -> None:
+        if isinstance(exc, FsyncFailed):
+            self._go_fatal(exc)  # fails every written caller
+            self._check_idle(q)
+            return
+        err = exc if isinstance(exc, StorageError) else StorageError(f"sync failed: {exc}")
+        written = q.written
+        i = 0
+        for g, fut, _ in written:
+            if g > gen:
+                break
+            if not fut.done():
+                fut.set_exception(err)
+            i += 1
+        del written[:i]
+        q.synced_gen = gen  # the chain has stopped; the groups after gen get a new one
+        with q.chain_lock:
+            start = q.write_gen > gen and not q.chain_running
+            q.chain_running = q.chain_running or start
+        if start:
+            self._start_chain(q)
+        self._check_idle(q)
+
+    def _check_idle(self, q: _LogQueue) -> None:
+        if q.idle is not None and not q.busy() and not q.waiters:
+            q.idle.set()
+
+    def _append_group(self, plog: PartitionLog, entries: list[AppendEntry],
+                      waiters: list[_Waiter]) -> list[list[int] | BaseException]:
         """One append_many for the group; on failure, one per caller. Per-caller results."""
         try:
             bases = plog.append_many(entries)
@@ -156,6 +281,8 @@ class GroupCommitter:
             if len(waiters) == 1:
                 return [exc]
             return self._write_each(plog, entries, waiters)
+        if len(waiters) == 1:
+            return [bases]
         out: list[list[int] | BaseException] = []
         i = 0
         for _, n in waiters:
@@ -185,7 +312,8 @@ class GroupCommitter:
         log.critical("fsync failed: %s; refusing every further append", exc)
         for q in self._queues.values():
             waiters, q.waiters, q.entries = q.waiters, [], []
-            self._fail(waiters, exc)
+            written, q.written = q.written, []
+            self._fail(waiters + [(f, 0) for _, f, _ in written], exc)
         if self._on_fatal is not None:
             try:
                 self._on_fatal(exc)
@@ -205,39 +333,47 @@ class GroupCommitter:
             self._ticker = asyncio.get_running_loop().create_task(self._tick())
 
     async def _tick(self) -> None:
-        loop = asyncio.get_running_loop()
         while self._fatal is None and not self._closed:
             await asyncio.sleep(self.interval_s)
-            tasks = []
+            running = []
             for q in self._queues.values():
-                if q.dirty and not q.busy:
-                    # Own tasks, not children: cancelling the ticker never abandons a
-                    # sync that a worker thread is running.
-                    q.busy, q.dirty = True, False
-                    q.task = loop.create_task(self._sync_one(q))
-                    tasks.append(q.task)
-            if tasks:
-                await asyncio.wait(tasks)
+                if q.dirty and not q.sync_running:
+                    q.dirty = False
+                    running.append(self._background_sync(q))
+            if running:
+                # Not children of the ticker: cancelling it never abandons a sync that a
+                # worker thread is running (see _settle).
+                await asyncio.wait(running)
 
-    async def _sync_one(self, q: _LogQueue) -> None:
-        """Sync q's log in a worker thread (q.busy is set); appends meanwhile queue up."""
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, q.log.sync)
-            self.syncs += 1
-        except FsyncFailed as exc:
-            self._go_fatal(exc)
-            q.busy = False
-            return
-        except BaseException as exc:
-            q.dirty = True
-            if not isinstance(exc, StorageError):
-                q.busy = False
-                raise
-            log.error("sync failed: %s; will retry at close", exc)
-        if q.waiters and self._fatal is None:
-            q.task = asyncio.get_running_loop().create_task(self._drain(q))
-        else:
-            q.busy = False
+    def _background_sync(self, q: _LogQueue) -> asyncio.Future[None]:
+        """Sync q's log in a worker thread while appends go on; failures are logged."""
+        q.sync_running = True
+        q.next_sync = monotonic() + self.interval_s
+
+        def run() -> None:
+            try:
+                q.log.sync()
+            finally:
+                q.sync_running = False
+
+        fut = asyncio.get_running_loop().run_in_executor(None, run)
+        q.syncing = fut
+
+        def done(f: asyncio.Future[None]) -> None:
+            if q.syncing is f:
+                q.syncing = None
+            exc = None if f.cancelled() else f.exception()
+            if isinstance(exc, FsyncFailed):
+                self._go_fatal(exc)
+            elif exc is not None:
+                q.dirty = True
+                log.error("sync failed: %s; will retry", exc)
+            else:
+                self.syncs += 1
+            self._check_idle(q)
+
+        fut.add_done_callback(done)
+        return fut
 
     # -- shutdown --------------------------------------------------------------------
 
@@ -253,8 +389,10 @@ class GroupCommitter:
         self._queues.pop(id(plog), None)
 
     async def _settle(self, q: _LogQueue) -> None:
-        while q.busy and q.task is not None and not q.task.done():
-            await asyncio.shield(q.task)
+        while q.busy() or q.waiters:
+            if q.idle is None or q.idle.is_set():
+                q.idle = asyncio.Event()
+            await q.idle.wait()
         if q.dirty and self._fatal is None:
             q.dirty = False
             try:

@@ -6,11 +6,9 @@ any known damage, replaced atomically) and `clean-shutdown` (written by close(),
 removed by open). Crash states show as suffixes: `.tmp` (an unfinished atomic
 write) and `.deleted` (a segment on its way out); open() removes both.
 
-Recovery trusts everything before the checkpoint's recovery point and scans only
-what follows it, so open time depends on the unsynced tail, not on the log's size.
-A scan stops at the first bad batch and looks ahead: no valid batch after it means
-a torn tail, which is cut (WARNING); a valid batch after it means damage, which is
-recorded, refused to readers and never cut (ERROR).
+Recovery (storage.recovery) trusts everything before the checkpoint's recovery
+point and scans only what follows it; a torn tail is cut, damage is recorded,
+refused to readers and never cut.
 
 All I/O goes through storage.fileio.FileSystem; this module never touches os.
 """
@@ -18,13 +16,10 @@ All I/O goes through storage.fileio.FileSystem; this module never touches os.
 from __future__ import annotations
 
 import logging
-import struct
+import threading
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from zlib import crc32
-
-import msgpack
 
 from storage import batch as fmt
 from storage.api import AppendEntry, Damage, RecordBatch
@@ -39,14 +34,14 @@ from storage.errors import (
 from storage.fileio import File, FileSystem
 from storage.index import MAX_RELATIVE, OffsetIndex, TimeIndex
 from storage.memory import wall_clock_ms
-from storage.segment import (
-    LOG_SUFFIX,
-    SUFFIXES,
-    Segment,
-    find_valid_batch,
-    parse_segment_name,
-    scan,
+from storage.recovery import (
+    CLEAN_MARKER,
+    Checkpoint,
+    RecoveryStats,
+    recover,
+    write_checkpoint,
 )
+from storage.segment import Segment, create_segment, delete_segment_files, scan
 
 log = logging.getLogger(__name__)
 
@@ -58,60 +53,27 @@ DEFAULT_CHECKPOINT_INTERVAL_BYTES = 16 * 2**20
 # Positions in the index are u32; keep segments well inside that.
 MAX_SEGMENT_BYTES = 2**31
 
-CHECKPOINT = "checkpoint"
-CLEAN_MARKER = "clean-shutdown"
-_CKPT_HEAD = struct.Struct("<4sI")  # magic, crc32 of the msgpack body
-_CKPT_MAGIC = b"SQC1"
+# Index entries are written to their files once this many are pending: a few KiB per
+# write, and a crash loses at most this many (the index is then sparser, not wrong).
+INDEX_FLUSH_ENTRIES = 512
 
 
-@dataclass(frozen=True, slots=True)
-class RecoveryStats:
-    """What open() had to do: the proof that open time tracks the tail, not the log."""
-
-    clean: bool  # the clean-shutdown marker and the checkpoint were both valid
-    segments: int
-    bytes_scanned: int
-    batches_scanned: int
-    truncated_bytes: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Checkpoint:
-    start_offset: int
-    segment: int  # base offset of the segment holding the recovery point
-    position: int  # bytes of that segment known durable and valid
-    offset: int  # the offset of the batch starting at `position`
-    damages: tuple[Damage, ...]
-
-    def encode(self) -> bytes:
-        body: bytes = msgpack.packb({
-            "start": self.start_offset, "segment": self.segment, "position": self.position,
-            "offset": self.offset,
-            "damages": [[d.first_offset, d.last_offset, d.segment, d.position, d.reason]
-                        for d in self.damages],
-        })
-        return _CKPT_HEAD.pack(_CKPT_MAGIC, crc32(body)) + body
-
-    @staticmethod
-    def decode(data: bytes) -> _Checkpoint | None:
-        if len(data) < _CKPT_HEAD.size:
-            return None
-        magic, crc = _CKPT_HEAD.unpack_from(data)
-        body = data[_CKPT_HEAD.size:]
-        if magic != _CKPT_MAGIC or crc32(body) != crc:
-            return None
-        try:
-            m = msgpack.unpackb(body)
-            return _Checkpoint(int(m["start"]), int(m["segment"]), int(m["position"]),
-                               int(m["offset"]),
-                               tuple(Damage(int(a), int(b), str(s), int(p), str(r))
-                                     for a, b, s, p, r in m["damages"]))
-        except Exception:  # a checkpoint that does not parse is treated as missing
-            return None
+_COVERED_PACK = fmt.COVERED.pack
+_PREFIX_PACK = fmt.PREFIX.pack
+_HEADER_SIZE = fmt.HEADER_SIZE
+_MAX_BATCH = fmt.MAX_BATCH_BYTES
+_MAGIC = fmt.MAGIC
+_VERSION = fmt.FORMAT_VERSION
 
 
 class FileLog:
-    """A PartitionLog stored in one directory of segment files. Synchronous; not thread-safe.
+    """A PartitionLog stored in one directory of segment files. Synchronous.
+
+    One thread (the event loop) calls everything; `sync()` alone may also run in a
+    worker thread while that thread goes on appending and reading. sync() makes
+    durable what was written when it started and marks only that as synced; it
+    touches no in-memory index, and `_sync_lock` keeps a segment roll (or anything
+    else that closes files or writes the checkpoint) from running during it.
 
     Build one with FileLog.open(). After FsyncFailed the log refuses appends and syncs
     (the kernel may have dropped written pages); reopen it to recover.
@@ -149,9 +111,17 @@ class FileLog:
         self._asize = 0
         self._next_index_pos = 0
         self._max_ts: int | None = None
+        # What append_many has written to the active segment, as one tuple so a sync in
+        # a worker thread reads a consistent (size, end offset, max timestamp).
+        self._written: tuple[int, int, int | None] = (0, 0, None)
+        # Below: written only with _sync_lock held.
         self._synced = 0  # bytes of the active segment made durable
-        self._since_ckpt = 0  # durable bytes not yet covered by a checkpoint
         self._synced_offset = 0  # the offset at position _synced
+        self._synced_max_ts: int | None = None  # the max timestamp before position _synced
+        self._ckpt_position = 0  # _synced when the checkpoint was last written
+        # Held by sync() for its whole run, and by whatever closes the active segment's
+        # files or writes the checkpoint. Reentrant: close() and truncate_before() sync.
+        self._sync_lock = threading.RLock()
 
     # ---- construction and recovery -----------------------------------------------------
 
@@ -180,75 +150,13 @@ class FileLog:
         return f"{self._dir}/{name}"
 
     def _recover(self) -> None:
-        fs = self._fs
-        fs.makedirs(self._dir)
-        names = fs.listdir(self._dir)
-        bases: list[int] = []
-        stems: set[str] = set()
-        for name in names:
-            if name.endswith((".tmp", ".deleted")):
-                fs.unlink(self._path(name))
-                continue
-            base = parse_segment_name(name)
-            if base is not None:
-                bases.append(base)
-                stems.add(name[:-len(LOG_SUFFIX)])
-        for name in names:  # an index whose log is gone
-            stem, _, ext = name.partition(".")
-            if "." + ext in SUFFIXES[1:] and stem not in stems:
-                fs.unlink(self._path(name))
-        bases.sort()
-
-        ckpt = self._read_checkpoint()
-        clean = fs.exists(self._path(CLEAN_MARKER))
-        if clean:
-            fs.unlink(self._path(CLEAN_MARKER))
-        fs.fsync_dir(self._dir)
-
-        start = ckpt.start_offset if ckpt else (bases[0] if bases else 0)
-        while len(bases) > 1 and bases[1] <= start:
-            self._delete_files(bases.pop(0))
-        if not bases:
-            self._create_segment_file(start).close_files()
-            bases.append(start)
-        start = max(start, bases[0])
-        self._start = start
-
-        # where the scan begins: the checkpoint's recovery point when it is usable
-        rec_i, rec_pos, rec_off = 0, 0, bases[0]
-        sizes = [fs.file_size(self._path(f"{b:020d}{LOG_SUFFIX}")) for b in bases]
-        if ckpt is not None:
-            j = bisect_right(bases, ckpt.segment) - 1
-            upper = bases[j + 1] if 0 <= j < len(bases) - 1 else ckpt.offset
-            if (j >= 0 and bases[j] == ckpt.segment and ckpt.position <= sizes[j]
-                    and bases[j] <= ckpt.offset <= upper):
-                rec_i, rec_pos, rec_off = j, ckpt.position, ckpt.offset
-            else:
-                rec_i = max(bisect_right(bases, ckpt.segment - 1), 0)
-                rec_i = min(rec_i, len(bases) - 1)
-                rec_off = bases[rec_i]
-                log.warning("%s: checkpoint points at segment %d position %d which is not "
-                            "there; scanning from segment %d", self._dir, ckpt.segment,
-                            ckpt.position, bases[rec_i])
-            self._damages = [d for d in ckpt.damages if d.last_offset >= start]
-        clean = clean and ckpt is not None and rec_i == len(bases) - 1 and rec_pos == sizes[-1]
-
-        for i, base in enumerate(bases):
-            nxt = bases[i + 1] if i + 1 < len(bases) else base
-            self._segments.append(Segment(fs, self._dir, base, sizes[i], nxt))
-        self._bases = bases
-        scanned = batches = truncated = 0
-        for i in range(rec_i, len(bases)):
-            seg = self._segments[i]
-            pos, expected = (rec_pos, rec_off) if i == rec_i else (0, seg.base)
-            s, b, t = self._scan_segment(seg, pos, expected, i == len(bases) - 1)
-            scanned += s
-            batches += b
-            truncated += t
+        r = recover(self._fs, self._dir, self._interval)
+        self._segments, self._bases, self._damages = r.segments, r.bases, r.damages
+        self._start = r.start_offset
+        self.recovery_stats = r.stats
         self._sealed_bytes = sum(seg.size for seg in self._segments[:-1])
         self._activate(self._segments[-1])
         self._end = self._active.next_offset
-        self.recovery_stats = RecoveryStats(clean, len(bases), scanned, batches, truncated)
         if self._damages:
             self._refuse(PartitionDamaged, self._describe_damage())
         if self._end < self._start:  # the tail that held offsets below start was lost
@@ -256,95 +164,6 @@ class FileLog:
         else:
             self._afile.fdatasync()
             self._write_checkpoint()
-
-    def _read_checkpoint(self) -> _Checkpoint | None:
-        path = self._path(CHECKPOINT)
-        if not self._fs.exists(path):
-            return None
-        ckpt = _Checkpoint.decode(self._fs.read_file(path))
-        if ckpt is None:
-            log.warning("%s: checkpoint is unreadable; scanning the whole log", self._dir)
-        return ckpt
-
-    def _scan_segment(self, seg: Segment, pos: int, expected: int, is_last: bool
-                      ) -> tuple[int, int, int]:
-        """Verify seg from pos on, extend its indexes, record damage, cut a torn tail.
-
-        Returns (bytes scanned, batches scanned, bytes truncated).
-        """
-        from_pos = pos
-        ok = seg.load_indexes(pos, expected - seg.base) if pos else False
-        if not pos:
-            seg.index, seg.timeindex, seg.max_timestamp = OffsetIndex(), TimeIndex(), None
-        assert seg.index is not None and seg.timeindex is not None
-        index, timeindex = seg.index, seg.timeindex
-        dirty = not ok
-        max_ts = seg.max_timestamp
-        last_idx = index.last_position()
-        file = seg.log_file()
-        batches = truncated = 0
-        last_rel = -1
-        damaged_here = False
-        while pos < seg.size:
-            bad_at = None
-            for item in scan(file, pos, seg.size):
-                h = item.header
-                if h is None or h.base_offset != expected or not fmt.crc_ok(item.buf, item.at, h):
-                    bad_at = item.position
-                    break
-                batches += 1
-                rel = h.base_offset - seg.base
-                if max_ts is None or h.timestamp_ms > max_ts:
-                    max_ts = h.timestamp_ms
-                if item.position - last_idx >= self._interval and (
-                        item.position > 0 or self._interval == 0):
-                    index.add(rel, item.position)
-                    timeindex.maybe_add(max_ts, rel)
-                    last_idx = item.position
-                    dirty = True
-                last_rel = rel
-                expected = h.next_offset
-                pos = item.position + h.length
-            if bad_at is None:
-                break
-            found = find_valid_batch(file, bad_at, seg.size, expected)
-            if found is None and is_last:
-                truncated = seg.size - bad_at
-                log.warning("%s: torn tail cut: %d bytes at position %d of %s; offsets from "
-                            "%d on were never durable", self._dir, truncated, bad_at,
-                            seg.name, expected)
-                file.truncate(bad_at)
-                file.fdatasync()
-                seg.size = pos = bad_at
-                break
-            damaged_here = True
-            resume_off = found[1].base_offset if found else seg.next_offset
-            damage = Damage(expected, max(resume_off - 1, expected), seg.name, bad_at,
-                            "no valid batch at this position, valid data follows")
-            self._damages.append(damage)
-            log.error("%s: damage in %s at position %d: offsets %d..%d are unreadable and "
-                      "kept for inspection", self._dir, seg.name, bad_at,
-                      damage.first_offset, damage.last_offset)
-            if found is None:
-                pos = seg.size
-                expected = seg.next_offset
-                break
-            pos, expected = found[0], found[1].base_offset
-            index.add(expected - seg.base, pos)
-            last_idx = pos
-            dirty = True
-        if last_rel >= 0 and max_ts is not None:
-            timeindex.maybe_add(max_ts, last_rel)
-        seg.max_timestamp = max_ts
-        if is_last:
-            seg.next_offset = expected
-        elif expected != seg.next_offset and not damaged_here:
-            lo, hi = sorted((expected, seg.next_offset))
-            self._damages.append(Damage(lo, hi - 1, seg.name, pos,
-                                        "offsets do not continue into the next segment"))
-        if dirty:
-            seg.write_indexes()
-        return pos - from_pos, batches, truncated
 
     # ---- the active segment ----------------------------------------------------------------
 
@@ -360,47 +179,49 @@ class FileLog:
         if not len(seg.index) and self._interval:
             self._next_index_pos = self._interval
         self._max_ts = seg.max_timestamp
+        self._written = (seg.size, seg.next_offset, seg.max_timestamp)
         self._synced = seg.size
         self._synced_offset = seg.next_offset
-
-    def _create_segment_file(self, base: int) -> Segment:
-        seg = Segment(self._fs, self._dir, base, 0, base)
-        seg.file = self._fs.open(seg.path + LOG_SUFFIX, create=True)
-        seg.index, seg.timeindex = OffsetIndex(), TimeIndex()
-        seg.open_index_files()
-        self._fs.fsync_dir(self._dir)
-        return seg
+        self._synced_max_ts = seg.max_timestamp
+        self._ckpt_position = seg.size
 
     def _roll(self, new_base: int) -> None:
-        """Seal the active segment (synced with its indexes) and start one at new_base."""
-        old = self._active
-        try:
-            if self._max_ts is not None and self._asize:
-                self._atime.maybe_add(self._max_ts, self._end - 1 - old.base)
-            old.sync_indexes()
-            if self._synced < self._asize:
-                self._afile.fdatasync()
-        except FsyncFailed as exc:
-            self._fail(exc)
-            raise
-        old.size = self._asize
-        old.next_offset = new_base
-        old.max_timestamp = self._max_ts
-        old.close_index_files()
-        seg = self._create_segment_file(new_base)
-        self._sealed_bytes += old.size
-        self._segments.append(seg)
-        self._bases.append(new_base)
-        self._activate(seg)
-        self._end = new_base
-        self._since_ckpt = 0
-        self._write_checkpoint()
+        """Seal the active segment (synced with its indexes) and start one at new_base.
+
+        Waits for a sync running in a worker thread: that sync may be using the files
+        closed here. Sealed segments are always wholly durable, so recovery never
+        meets a torn tail anywhere but in the last segment.
+        """
+        with self._sync_lock:
+            old = self._active
+            try:
+                if self._max_ts is not None and self._asize:
+                    self._atime.maybe_add(self._max_ts, self._end - 1 - old.base)
+                old.sync_indexes()
+                if self._synced < self._asize:
+                    self._afile.fdatasync()
+            except FsyncFailed as exc:
+                self._fail(exc)
+                raise
+            old.size = self._asize
+            old.next_offset = new_base
+            old.max_timestamp = self._max_ts
+            old.close_index_files()
+            seg = create_segment(self._fs, self._dir, new_base)
+            self._sealed_bytes += old.size
+            self._segments.append(seg)
+            self._bases.append(new_base)
+            self._activate(seg)
+            self._end = new_base
+            self._write_checkpoint()
 
     def _write_checkpoint(self) -> None:
         """Record the recovery point (everything synced so far) with start offset and damage."""
-        point = (self._active.base, self._synced, self._synced_offset)
-        ckpt = _Checkpoint(self._start, *point, damages=tuple(self._damages))
-        self._fs.write_file_atomic(self._path(CHECKPOINT), ckpt.encode())
+        with self._sync_lock:
+            ckpt = Checkpoint(self._start, self._active.base, self._synced,
+                              self._synced_offset, tuple(self._damages), self._synced_max_ts)
+            write_checkpoint(self._fs, self._dir, ckpt)
+            self._ckpt_position = self._synced
 
     def _fail(self, exc: FsyncFailed) -> None:
         self._failed = True
@@ -437,21 +258,19 @@ class FileLog:
         if self._refusal is not None:
             kind, why = self._refusal
             raise kind(why)
-        cov_pack = fmt._COVERED.pack
-        pre_pack = fmt._PREFIX.pack
-        packb = fmt._packb
-        magic, version, header_size, max_batch = (
-            fmt.MAGIC, fmt.FORMAT_VERSION, fmt.HEADER_SIZE, fmt.MAX_BATCH_BYTES)
+        # The hot path: module constants and bound methods as locals, one list of parts
+        # joined once, index marks only where an index interval is crossed.
+        cov_pack, pre_pack, pack = _COVERED_PACK, _PREFIX_PACK, fmt.pack_body
         parts: list[bytes] = []
         add = parts.append
         bases: list[int] = []
+        add_base = bases.append
         offset = self._end
-        seg_base = self._active.base
         pos = self._asize
         next_idx = self._next_index_pos
         interval = self._interval
         max_ts = self._max_ts
-        marks: list[tuple[int, int, int]] = []
+        marks: list[tuple[int, int, int]] | None = None
         now: int | None = None
         for e in entries:
             values = e.values
@@ -466,50 +285,57 @@ class FileLog:
                 if now is None:
                     now = self._clock()
                 ts = now
-            body = packb((values, keys, headers))
-            length = header_size + len(body)
-            if length > max_batch:
-                raise ValueError(f"batch of {length} bytes exceeds {max_batch}")
+            body = pack((values, keys, headers))
+            length = _HEADER_SIZE + len(body)
+            if length > _MAX_BATCH:
+                raise ValueError(f"batch of {length} bytes exceeds {_MAX_BATCH}")
             covered = cov_pack(length, offset, n, ts)
-            add(pre_pack(magic, version, 0, crc32(body, crc32(covered))))
+            add(pre_pack(_MAGIC, _VERSION, 0, crc32(body, crc32(covered))))
             add(covered)
             add(body)
-            bases.append(offset)
+            add_base(offset)
             if max_ts is None or ts > max_ts:
                 max_ts = ts
             if pos >= next_idx:
+                if marks is None:
+                    marks = []
                 marks.append((offset, pos, max_ts))
                 next_idx = pos + interval
             offset += n
             pos += length
         if not bases:
             return bases
-        if self._asize and (pos > self._segment_bytes
-                            or offset - seg_base > MAX_RELATIVE):
+        active = self._active
+        if self._asize and (pos > self._segment_bytes or offset - active.base > MAX_RELATIVE):
             self._roll(self._end)
-            seg_base, pos, max_ts, marks = self._replan(parts, bases)
+            active = self._active
+            pos, max_ts, marks = self._replan(parts, bases)
             next_idx = marks[-1][1] + interval if marks else interval
         self._afile.append(b"".join(parts))  # StorageFull: nothing above has been changed
-        if marks:
-            aindex, atime = self._aindex, self._atime
-            for off, p, t in marks:
-                aindex.add(off - seg_base, p)
-                atime.maybe_add(t, off - seg_base)
         self._next_index_pos = next_idx
         self._max_ts = max_ts
-        self._since_ckpt += pos - self._asize
-        self._asize = pos
-        self._active.size = pos
-        self._end = self._active.next_offset = offset
-        if marks and len(self._aindex) - self._aindex.flushed > 512:
-            try:
-                self._active.flush_indexes()
-            except StorageError:  # the batches are written; the index is rebuilt if needed
-                log.warning("%s: could not write index entries", self._dir)
+        self._asize = active.size = pos
+        self._end = active.next_offset = offset
+        self._written = (pos, offset, max_ts)
+        if marks is not None:
+            self._add_marks(active, marks)
         return bases
 
+    def _add_marks(self, active: Segment, marks: list[tuple[int, int, int]]) -> None:
+        """Index the batches that crossed an index interval; write the entries in bulk."""
+        aindex, atime = self._aindex, self._atime
+        seg_base = active.base
+        for off, p, t in marks:
+            aindex.add(off - seg_base, p)
+            atime.maybe_add(t, off - seg_base)
+        if len(aindex) - aindex.flushed > INDEX_FLUSH_ENTRIES:
+            try:
+                active.flush_indexes()
+            except StorageError:  # the batches are written; the index is rebuilt if needed
+                log.warning("%s: could not write index entries", self._dir)
+
     def _replan(self, parts: list[bytes], bases: list[int]
-                ) -> tuple[int, int, int | None, list[tuple[int, int, int]]]:
+                ) -> tuple[int, int | None, list[tuple[int, int, int]]]:
         """Index marks for already-encoded batches placed at the start of a fresh segment."""
         pos = 0
         next_idx = self._interval
@@ -523,37 +349,61 @@ class FileLog:
                 marks.append((base, pos, max_ts))
                 next_idx = pos + self._interval
             pos += length
-        return self._active.base, pos, max_ts, marks
+        return pos, max_ts, marks
 
     def sync(self) -> None:
+        """Make durable every append made before this call; safe in a worker thread while
+        the owning thread appends and reads (see the class docstring).
+
+        Captures the written size first and marks only that as synced: bytes appended
+        during the fdatasync wait for the next sync(). Raises FsyncFailed (fatal).
+        """
         if self._failed:
             raise FsyncFailed(f"{self._dir}: an earlier fsync failed; reopen the log")
         self._check_open()
-        if self._synced == self._asize:
-            return
-        try:
-            self._afile.fdatasync()
-        except FsyncFailed as exc:
-            self._fail(exc)
-            raise
-        self._synced = self._asize
-        self._synced_offset = self._end
-        if self._since_ckpt >= self._ckpt_interval:
-            self._checkpoint_now()
+        with self._sync_lock:
+            size, end, max_ts = self._written  # the active segment cannot roll meanwhile
+            if size <= self._synced:
+                return
+            try:
+                self._afile.fdatasync()
+            except FsyncFailed as exc:
+                self._fail(exc)
+                raise
+            self._synced, self._synced_offset, self._synced_max_ts = size, end, max_ts
+            if size - self._ckpt_position >= self._ckpt_interval:
+                self._checkpoint_synced()
 
-    def _checkpoint_now(self) -> None:
-        if self._max_ts is not None and self._asize:
-            self._atime.maybe_add(self._max_ts, self._end - 1 - self._active.base)
+    def _checkpoint_synced(self) -> None:
+        """Write the checkpoint for the synced point, with the index entries written so far.
+
+        Runs inside sync(), possibly in a worker thread: it changes no in-memory index
+        (the owning thread may be appending to them) and only fsyncs the index files.
+        Index entries not yet written only leave the index sparser after a crash.
+        """
+        active = self._active
         try:
-            self._active.sync_indexes()
+            if active.index_file is not None and active.timeindex_file is not None:
+                active.index_file.fdatasync()
+                active.timeindex_file.fdatasync()
             self._write_checkpoint()
         except FsyncFailed as exc:
             self._fail(exc)
             raise
         except StorageFull:  # the data is durable; the checkpoint waits for space
             log.warning("%s: no space to write the checkpoint; will retry", self._dir)
-            return
-        self._since_ckpt = 0
+
+    def _checkpoint_now(self) -> None:
+        """Sync and checkpoint everything, indexes included (owning thread only)."""
+        with self._sync_lock:
+            if self._max_ts is not None and self._asize:
+                self._atime.maybe_add(self._max_ts, self._end - 1 - self._active.base)
+            try:
+                self._active.flush_indexes()
+            except StorageFull:
+                log.warning("%s: no space to write index entries", self._dir)
+            self.sync()
+            self._checkpoint_synced()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -635,13 +485,20 @@ class FileLog:
 
     def _rebuild_indexes(self, seg: Segment) -> None:
         log.warning("%s: index of %s points at no batch; rebuilding it", self._dir, seg.name)
-        seg.rebuild_indexes(self._interval)
-        if seg is self._active:
+        if seg is not self._active:
+            seg.rebuild_indexes(self._interval)
+            seg.write_indexes()
+            return
+        with self._sync_lock:  # a running sync may be using the index files
+            seg.size = self._asize
+            seg.rebuild_indexes(self._interval)
             seg.close_index_files()
             seg.write_indexes()
+            synced = (self._synced, self._synced_offset, self._synced_max_ts,
+                      self._ckpt_position)
             self._activate(seg)
-        else:
-            seg.write_indexes()
+            (self._synced, self._synced_offset, self._synced_max_ts,
+             self._ckpt_position) = synced
 
     def _locate(self, offset: int) -> fmt.BatchHeader:
         """The verified header of the batch holding offset (start <= offset < end)."""
@@ -729,6 +586,10 @@ class FileLog:
 
     def _drop_segments(self, n: int, new_start: int) -> None:
         """Move start to new_start (durably, first), then delete the first n segments."""
+        with self._sync_lock:  # the checkpoint must not be written by two threads at once
+            self._drop_locked(n, new_start)
+
+    def _drop_locked(self, n: int, new_start: int) -> None:
         self._start = new_start
         self._damages = [d for d in self._damages if d.last_offset >= new_start]
         if not self._damages and not self._failed:
@@ -739,19 +600,7 @@ class FileLog:
         for seg in doomed:
             seg.close_files()
             self._sealed_bytes -= seg.size
-            self._delete_files(seg.base)
-
-    def _delete_files(self, base: int) -> None:
-        """Rename a segment's files to `.deleted` (durably), then unlink them."""
-        stem = self._path(f"{base:020d}")
-        gone = []
-        for suffix in SUFFIXES:
-            if self._fs.exists(stem + suffix):
-                self._fs.rename(stem + suffix, stem + suffix + ".deleted")
-                gone.append(stem + suffix + ".deleted")
-        self._fs.fsync_dir(self._dir)
-        for path in gone:
-            self._fs.unlink(path)
+            delete_segment_files(self._fs, self._dir, seg.base)
 
     def close(self) -> None:
         """Sync, write the checkpoint and the clean-shutdown marker, close files.
@@ -760,12 +609,12 @@ class FileLog:
         """
         if self._closed:
             return
-        try:
-            if not self._failed:
-                self.sync()
-                self._checkpoint_now()
-                self._fs.write_file_atomic(self._path(CLEAN_MARKER), b"")
-        finally:
-            self._closed = True
-            for seg in self._segments:
-                seg.close_files()
+        with self._sync_lock:
+            try:
+                if not self._failed:
+                    self._checkpoint_now()
+                    self._fs.write_file_atomic(self._path(CLEAN_MARKER), b"")
+            finally:
+                self._closed = True
+                for seg in self._segments:
+                    seg.close_files()

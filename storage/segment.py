@@ -102,6 +102,29 @@ def find_valid_batch(file: File, position: int, end: int, min_base: int
     return None
 
 
+def create_segment(fs: FileSystem, directory: str, base: int) -> Segment:
+    """A new, empty segment at base with its files created (durably) and indexes open."""
+    seg = Segment(fs, directory, base, 0, base)
+    seg.file = fs.open(seg.path + LOG_SUFFIX, create=True)
+    seg.index, seg.timeindex = OffsetIndex(), TimeIndex()
+    seg.open_index_files()
+    fs.fsync_dir(directory)
+    return seg
+
+
+def delete_segment_files(fs: FileSystem, directory: str, base: int) -> None:
+    """Rename a segment's files to `.deleted` (durably), then unlink them."""
+    stem = f"{directory}/{segment_name(base)}"
+    gone = []
+    for suffix in SUFFIXES:
+        if fs.exists(stem + suffix):
+            fs.rename(stem + suffix, stem + suffix + ".deleted")
+            gone.append(stem + suffix + ".deleted")
+    fs.fsync_dir(directory)
+    for path in gone:
+        fs.unlink(path)
+
+
 class Segment:
     """A segment's files and in-memory state. `next_offset` is exact for every segment:
     the next segment's base for a sealed one, the log's end for the active one."""

@@ -102,19 +102,22 @@ def test_bad_durability_is_refused() -> None:
         GroupCommitter("interval")
 
 
-async def test_concurrent_appends_share_one_write_and_one_sync() -> None:
+async def test_concurrent_appends_share_two_writes_and_two_syncs() -> None:
     log = SpyLog(MemoryLog())
     c = GroupCommitter("sync")
     results = await asyncio.wait_for(
         asyncio.gather(*(c.append(log, entries(f"t{i}", n=2)) for i in range(64))), WAIT_S)
-    assert log.append_calls == [128] and log.syncs == 1
+    # With no sync running, the group is split so one half's sync overlaps the other's write.
+    # The second half is written while the first half's sync starts, which may cover it.
+    assert log.append_calls == [64, 64] and log.syncs in (1, 2)
     for i, bases in enumerate(results):
         assert bases == [i * 6, i * 6 + 3]
         assert values_at(log, bases[1], 3) == [f"t{i}-1-{r}".encode() for r in range(3)]
     await c.close()
 
 
-async def test_appends_arriving_during_a_sync_wait_and_go_out_together() -> None:
+async def test_appends_arriving_during_a_sync_are_written_at_once_and_wait_for_the_next(
+        ) -> None:
     log = SpyLog(MemoryLog())
     log.hold = True
     c = GroupCommitter("sync")
@@ -122,8 +125,9 @@ async def test_appends_arriving_during_a_sync_wait_and_go_out_together() -> None
     await wait_thread(log.sync_started)
     later = [asyncio.ensure_future(c.append(log, entries(f"l{i}"))) for i in range(10)]
     await asyncio.sleep(0)  # one turn: every task above has queued its entries
+    await asyncio.sleep(0)  # the next: they are written together while the sync runs
+    assert log.append_calls == [1, 10]
     assert not first.done() and not any(t.done() for t in later)  # nobody before the sync
-    assert log.append_calls == [1]
     log.release.set()
     assert await asyncio.wait_for(first, WAIT_S) == [0]
     got = await asyncio.wait_for(asyncio.gather(*later), WAIT_S)
@@ -139,7 +143,7 @@ async def test_each_log_has_its_own_group() -> None:
     got = await asyncio.gather(c.append(a, entries("a")), c.append(b, entries("b")),
                                c.append(a, entries("a2")))
     assert list(got) == [[0], [0], [3]]
-    assert a.append_calls == [2] and b.append_calls == [1]
+    assert a.append_calls == [1, 1] and b.append_calls == [1]
     await c.close()
 
 
@@ -172,7 +176,8 @@ async def test_a_malformed_entry_fails_only_its_caller() -> None:
         c.append(log, entries("also good")), return_exceptions=True)
     assert res[0] == [0] and res[2] == [3]
     assert isinstance(res[1], ValueError)
-    assert log.append_calls == [3, 1, 1, 1]  # the group, then each caller alone
+    # The first caller alone (the split), then the rest as a group, then each alone.
+    assert log.append_calls == [1, 2, 1, 1]
     assert values_at(log, 3, 1) == [b"also good-0-0"]
     await c.close()
     flog.close()
@@ -230,20 +235,18 @@ async def test_interval_mode_returns_before_sync_and_syncs_in_background() -> No
     assert log.syncs >= 1
 
 
-async def test_interval_mode_queues_appends_while_the_log_syncs() -> None:
+async def test_interval_mode_appends_at_once_while_the_log_syncs() -> None:
     log = SpyLog(MemoryLog())
     log.hold = True
     c = GroupCommitter("interval", interval_s=0.001)
     assert await c.append(log, entries("a")) == [0]
     await wait_thread(log.sync_started)
-    queued = [asyncio.ensure_future(c.append(log, entries(f"q{i}"))) for i in range(5)]
-    await asyncio.sleep(0)
-    assert not any(t.done() for t in queued)
-    log.release.set()
-    got = await asyncio.wait_for(asyncio.gather(*queued), WAIT_S)
+    got = [await asyncio.wait_for(c.append(log, entries(f"q{i}")), WAIT_S) for i in range(5)]
     assert got == [[3 + 3 * i] for i in range(5)]
-    assert log.append_calls == [1, 5]
-    await c.close()
+    assert log.append_calls == [1, 1, 1, 1, 1, 1] and log.syncs == 0
+    log.release.set()
+    await asyncio.wait_for(c.close(), WAIT_S)
+    assert log.syncs >= 1
 
 
 async def test_none_mode_syncs_only_at_close() -> None:

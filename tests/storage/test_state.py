@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage import state as state_mod
+from storage import state_file as state_mod
 from storage.api import StateStore
 from storage.errors import StorageError
 from storage.fileio import OsFileSystem

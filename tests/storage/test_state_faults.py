@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage import state as state_mod
+from storage import state_file as state_mod
 from storage.errors import FsyncFailed, StorageFull
 from storage.faults import SimFileSystem
 from storage.state import RESERVE_BYTES, RESERVE_NAME, FileStateStore

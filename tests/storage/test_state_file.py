@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from storage import state as state_mod
+from storage import state_file as state_mod
 from storage.errors import CorruptRecord, FsyncFailed, StorageError, StorageFull
 from storage.fileio import OsFile, OsFileSystem
 from storage.state import (
