@@ -50,6 +50,37 @@ class SendResult:
 
 
 @dataclass(frozen=True, slots=True)
+class SendRun:
+    """`count` messages of one send, in send order, at offsets base_offset.. of partition."""
+
+    partition: int
+    base_offset: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSendResult:
+    """Outcome of `send_columns`: the messages, in order, fill `runs` (a keyless send is
+    one run); when keys spread messages over partitions or message ids found duplicates,
+    `runs` is None and `outcomes` has one entry per message instead."""
+
+    topic: str
+    created: bool
+    count: int
+    runs: list[SendRun] | None
+    outcomes: list[SendOutcome] | None = None
+
+    def offsets(self) -> list[int]:
+        """The offset of every message, in send order."""
+        if self.runs is None:
+            return [o.offset for o in self.outcomes or ()]
+        out: list[int] = []
+        for r in self.runs:
+            out.extend(range(r.base_offset, r.base_offset + r.count))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """A message leased to one consumer of a group until `deadline` (epoch seconds)."""
 
@@ -63,6 +94,34 @@ class Delivery:
     delivery_count: int
     receipt: str
     deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryBatch:
+    """One lease's worth of leased messages, as columns: offsets offset..offset+len-1 of
+    `partition`, all under lease `lease_id` of `incarnation` until `deadline`.
+
+    `keys` / `headers` are None when no message has one; `timestamps` and
+    `delivery_counts` are one int when every message shares it (a count of 1 is a first
+    delivery). Each message's receipt is derived, never stored: see
+    `broker.core.receipts.batch_receipts` and `batch_range_receipt`.
+    """
+
+    topic: str
+    group: str
+    partition: int
+    offset: int
+    values: list[bytes]
+    keys: list[bytes | None] | None
+    headers: list[Headers | None] | None
+    timestamps: list[int] | int
+    delivery_counts: list[int] | int
+    lease_id: int
+    deadline: float
+    incarnation: str
+
+    def __len__(self) -> int:
+        return len(self.values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +296,23 @@ class BrokerAPI(Protocol):
 
         Creates the group on first receive (starting at the earliest offset).
         """
+        ...
+
+    async def send_columns(self, topic: str, values: list[bytes], client: ClientRef,
+                           keys: list[bytes | None] | None = None,
+                           headers: list[Headers | None] | None = None,
+                           message_ids: list[str | None] | None = None,
+                           delay_s: float = 0.0, create: bool = True) -> BatchSendResult:
+        """`send` with the messages as columns (each optional column None or one entry per
+        value); plain values go to the log as they are, with no per-message work.
+        Raises as `send` does."""
+        ...
+
+    async def receive_columns(self, topic: str, group: str, client: ClientRef,
+                              max_messages: int = 1, wait_s: float = 0.0,
+                              visibility_s: float | None = None, auto_ack: bool = False
+                              ) -> list[DeliveryBatch]:
+        """`receive` with the leased messages as one DeliveryBatch per lease; [] when none."""
         ...
 
     async def ack(self, receipts: Sequence[str], client: ClientRef) -> list[ReceiptResult]: ...

@@ -18,13 +18,16 @@ import logging
 import os
 import secrets
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from broker.api import (
+    BatchSendResult,
     ClientRef,
     DeadLetter,
     Delivery,
+    DeliveryBatch,
     GroupInfo,
+    Headers,
     LeaseInfo,
     OutMessage,
     ReceiptResult,
@@ -40,6 +43,7 @@ from broker.config import Config, parse_durability
 from broker.core import views
 from broker.core.core import MAX_RECEIVE, Core, check_visibility
 from broker.core.topic import SendPlan, TopicState, check_config
+from broker.core.values import deliveries
 from broker.errors import ERRORS, BrokerError
 from broker.layout import TopicFiles
 from broker.names import check_group, check_topic
@@ -51,9 +55,11 @@ from storage.fileio import FileSystem
 from storage.state import FileStateStore, MemoryStateStore
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 MAX_WAIT_S = 20.0  # long-poll ceiling, as SQS: past it proxies and clients time out
 SWEEP_INTERVAL_S = 0.5  # lease expiry is also checked lazily; this bounds the lag of a wake-up
+BROWSE_STEPS = 8  # steps of views.BROWSE_STEP_BYTES per browse call, then a cursor
 HOUSEKEEPING_EVERY = 10  # sweeps between idle-group, dedup and retention passes (~5 s)
 
 
@@ -104,32 +110,56 @@ class Broker:
         Raises BrokerError: unavailable (the directory is locked by another process),
         storage_error / corrupt_record (the state cannot be read).
         """
-        with self._mapped():
-            store: StateStore
-            if self.memory:
-                store = MemoryStateStore()
-            else:
-                if self._fs is None:
-                    self._datadir = DataDir.open(self.config.data_dir)
-                    self._fs = self._datadir.fs
-                    self._root = self._datadir.root
-                else:
-                    self._root = os.path.abspath(os.fspath(self.config.data_dir))
-                store = FileStateStore.open(self._fs, os.path.join(self._root, "state"),
-                                            durability=self._durability,
-                                            interval_s=self._interval_s)
-            self._store = store
-            self._core = Core(self.config, store, self.incarnation)
-            self._files = TopicFiles(None if self.memory else self._fs, self._root, self.config,
-                                     self._clock_ms)
-            for t in self._files.load(self.clock.now()):
-                self._core.add_topic(t)
-            self._core.load_state()
-            self._committer = GroupCommitter(self._durability, self._interval_s,
-                                             self._fatal_error)
+        try:
+            with self._mapped():
+                self._open()
+        except BaseException:
+            await self._abandon_start()
+            raise
         self._running = True
         if self._sweep_interval_s > 0:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop())
+
+    async def _abandon_start(self) -> None:
+        """Undo a failed start: close what was opened and release the lock."""
+        if self._core is not None:
+            for t in self._core.topics.values():
+                for lg in t.logs:
+                    with contextlib.suppress(StorageError):
+                        lg.close()
+        if self._store is not None:
+            with contextlib.suppress(StorageError):
+                await self._store.close()
+        if self._datadir is not None:
+            self._datadir.close()
+            self._datadir = None
+            self._fs = None
+        self._core = self._store = self._files = None
+
+    def _open(self) -> None:
+        """Open the store, the topics and the committer (start's body)."""
+        store: StateStore
+        if self.memory:
+            store = MemoryStateStore()
+        else:
+            if self._fs is None:
+                self._datadir = DataDir.open(self.config.data_dir)
+                self._fs = self._datadir.fs
+                self._root = self._datadir.root
+            else:
+                self._root = os.path.abspath(os.fspath(self.config.data_dir))
+            store = FileStateStore.open(self._fs, os.path.join(self._root, "state"),
+                                        durability=self._durability,
+                                        interval_s=self._interval_s)
+        self._store = store
+        self._core = Core(self.config, store, self.incarnation)
+        self._files = TopicFiles(None if self.memory else self._fs, self._root, self.config,
+                                 self._clock_ms)
+        for t in self._files.load(self.clock.now()):
+            self._core.add_topic(t)
+        self._core.load_state()
+        self._committer = GroupCommitter(self._durability, self._interval_s,
+                                         self._fatal_error)
 
     def _clock_ms(self) -> int:
         return int(self.clock.now() * 1000)
@@ -290,6 +320,38 @@ class Broker:
     async def send(self, topic: str, messages: Sequence[OutMessage], client: ClientRef,
                    delay_s: float = 0.0, create: bool = True) -> SendResult:
         core = self._check_running()
+        return await self._send(
+            topic, client, create,
+            lambda t, created, now: core.plan_send(t, messages, delay_s, created, now),
+            core.finish_send)
+
+    async def send_columns(self, topic: str, values: list[bytes], client: ClientRef,
+                           keys: list[bytes | None] | None = None,
+                           headers: list[Headers | None] | None = None,
+                           message_ids: list[str | None] | None = None,
+                           delay_s: float = 0.0, create: bool = True) -> BatchSendResult:
+        core = self._check_running()
+        n = len(values)
+        for name, column in (("keys", keys), ("headers", headers), ("message_ids", message_ids)):
+            if column is not None and len(column) != n:
+                raise BrokerError("invalid_argument", f"{name} must have one entry per value")
+        if keys is None and headers is None and message_ids is None and delay_s == 0:
+            return await self._send(topic, client, create,
+                                    lambda t, created, now: t.plan_values(values, created),
+                                    core.finish_send_runs)
+        blank: list[None] = [None] * n
+        messages = [OutMessage(v, k, h, i) for v, k, h, i
+                    in zip(values, keys or blank, headers or blank, message_ids or blank,
+                           strict=True)]
+        result = await self.send(topic, messages, client, delay_s, create)
+        return BatchSendResult(result.topic, result.created, n, None, result.outcomes)
+
+    async def _send(self, topic: str, client: ClientRef, create: bool,
+                    plan_fn: Callable[[TopicState, bool, float], SendPlan | tuple[str, SendPlan]],
+                    finish: Callable[[SendPlan, dict[int, int], ClientRef, float], R]) -> R:
+        """Plan (waiting out a send of the same message ids), check room, append through
+        the group committer, then `finish` the plan at the offsets the appends got."""
+        core = self._check_running()
         check_topic(topic)
         created = False
         t = core.topics.get(topic)
@@ -299,7 +361,7 @@ class Broker:
             t = self._create(topic, TopicConfig())
             created = True
         while True:
-            planned = core.plan_send(t, messages, delay_s, created, self.clock.now())
+            planned = plan_fn(t, created, self.clock.now())
             if isinstance(planned, SendPlan):
                 break
             other = self._send_waits.get(id(planned[1]))
@@ -321,7 +383,7 @@ class Broker:
                             f"cap ({t.cap_bytes()} bytes) and its oldest messages are not yet "
                             "acked by every group")
             bases = await self._append_all(t, plan.entries)
-            result = core.finish_send(plan, bases, client, self.clock.now())
+            result = finish(plan, bases, client, self.clock.now())
             if plan.message_ids:
                 await self._commit()
         except BaseException:
@@ -353,6 +415,13 @@ class Broker:
     async def receive(self, topic: str, group: str, client: ClientRef, max_messages: int = 1,
                       wait_s: float = 0.0, visibility_s: float | None = None,
                       auto_ack: bool = False) -> list[Delivery]:
+        return deliveries(await self.receive_columns(topic, group, client, max_messages,
+                                                     wait_s, visibility_s, auto_ack))
+
+    async def receive_columns(self, topic: str, group: str, client: ClientRef,
+                              max_messages: int = 1, wait_s: float = 0.0,
+                              visibility_s: float | None = None, auto_ack: bool = False
+                              ) -> list[DeliveryBatch]:
         core = self._check_running()
         check_topic(topic)
         check_group(group)
@@ -368,11 +437,11 @@ class Broker:
         give_up = loop.time() + wait_s
         while True:
             t = core.topics.get(topic)
-            out: list[Delivery] = []
+            out: list[DeliveryBatch] = []
             if t is not None:
                 with self._mapped():
-                    out = core.receive(t, group, client, max_messages, visibility_s, auto_ack,
-                                       self.clock.now())
+                    out = core.receive_columns(t, group, client, max_messages, visibility_s,
+                                               auto_ack, self.clock.now())
             if out:
                 core.flush()
                 if auto_ack:
@@ -505,8 +574,18 @@ class Broker:
         t = core.topic(check_topic(topic))
         if not 1 <= limit <= 1000:
             raise BrokerError("invalid_argument", f"limit must be in [1, 1000], got {limit}")
-        with self._mapped():
-            return await asyncio.to_thread(views.browse, t, partition, offset, key, text, limit)
+        # Bounded steps on the event loop, yielding between them: the logs are not
+        # thread-safe (the committer never appends while one syncs), so no worker thread.
+        out: list[StoredMessage] = []
+        cursor = offset
+        for _ in range(BROWSE_STEPS):
+            with self._mapped():
+                found, cursor = views.browse(t, partition, cursor, key, text, limit - len(out))
+            out.extend(found)
+            if cursor is None or len(out) >= limit or t.deleted:
+                break
+            await asyncio.sleep(0)
+        return out, cursor
 
     def dead_letters(self, topic: str, group: str, limit: int = 1000) -> list[DeadLetter]:
         core = self.core

@@ -11,11 +11,15 @@ Must not parse frames itself or reach into the broker's internals.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, cast
 
-from broker.api import BrokerAPI, ClientRef, Delivery
+from broker.api import BrokerAPI, ClientRef, DeliveryBatch
+from broker.core.receipts import batch_range_receipt
+from broker.core.runs import slice_batch
 from broker.errors import BrokerError
 from broker.protocol import (
     OPS,
@@ -37,7 +41,7 @@ from broker.protocol import (
     SubscriptionEnded,
     Welcome,
 )
-from broker.protocol.codec import deliveries_to_columns
+from broker.protocol.codec import batches_to_columns
 
 log = logging.getLogger("broker.session")
 
@@ -60,6 +64,15 @@ PUSH_BATCH: Final = 500
 # Room kept in a frame for the map around the message columns.
 FRAME_SLACK_BYTES: Final = 64 * 1024
 PER_MESSAGE_OVERHEAD: Final = 96  # msgpack bytes per message besides value, key and headers
+
+
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """Turn Nagle's algorithm off: a response or a request is one write and waits for
+    nothing (the event loops set it on TCP sockets already; this makes it certain)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class Session(asyncio.Protocol):
@@ -90,6 +103,7 @@ class Session(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
+        set_nodelay(self.transport)
         # Registered only now: a TLS handshake that fails never reaches this point,
         # and would otherwise leave a session that never closes.
         self._on_open(self)
@@ -331,12 +345,12 @@ class _Subscription:
                     await self._credit_changed.wait()
                     continue
                 await session.writable()
-                deliveries = await session.broker.receive(
+                batches = await session.broker.receive_columns(
                     self.topic, self.group, session.client_ref(),
                     max_messages=min(credit, PUSH_BATCH), wait_s=SUBSCRIPTION_POLL_S,
                     visibility_s=self.visibility_s)
-                if deliveries:
-                    await self._push(deliveries)
+                if batches:
+                    await self._push(batches)
         except BrokerError as exc:
             self._end(ErrorInfo(exc.code, exc.message, exc.retriable))
         except asyncio.CancelledError:
@@ -345,31 +359,50 @@ class _Subscription:
             log.exception("subscription %s on %s/%s failed", self.sub_id, self.topic, self.group)
             self._end(ErrorInfo.of("internal"))
 
-    async def _push(self, deliveries: list[Delivery]) -> None:
-        fitting = fit_frame(deliveries, self.session.conn.max_frame_bytes)
-        rest = deliveries[len(fitting):]
-        pushed = self.session.write(Push(self.sub_id, deliveries_to_columns(self.topic, fitting)))
+    async def _push(self, batches: list[DeliveryBatch]) -> None:
+        fitting, rest = fit_batches(batches, self.session.conn.max_frame_bytes)
+        pushed = self.session.write(Push(self.sub_id, batches_to_columns(self.topic, fitting)))
         if not pushed:
-            rest = deliveries
+            rest = [batch_range_receipt(b) for b in batches]
         if rest:  # hand back what cannot go out now, so another consumer gets it at once
-            await self.session.broker.nack([d.receipt for d in rest], self.session.client_ref())
+            await self.session.broker.nack(rest, self.session.client_ref())
 
     def _end(self, error: ErrorInfo) -> None:
         self.session.subscription_ended(self.sub_id)
         self.session.write(SubscriptionEnded(self.sub_id, error))
 
 
-def fit_frame(deliveries: list[Delivery], max_frame_bytes: int) -> list[Delivery]:
-    """The longest prefix of `deliveries` whose columns fit one frame (at least one)."""
+def fit_batches(batches: list[DeliveryBatch], max_frame_bytes: int
+                ) -> tuple[list[DeliveryBatch], list[str]]:
+    """The longest prefix of the delivered messages whose columns fit one frame (at least
+    one message), as batches; and receipts (ranges) of the messages that do not fit."""
     budget = max_frame_bytes - FRAME_SLACK_BYTES
-    values = sum(map(len, [d.value for d in deliveries]))
-    if values + PER_MESSAGE_OVERHEAD * len(deliveries) < budget // 2:
-        return deliveries  # the common case: far from the limit, no per-message estimate
+    total = sum([sum(map(len, b.values)) + PER_MESSAGE_OVERHEAD * len(b.values)
+                 for b in batches])
+    if total < budget // 2:
+        return batches, []  # the common case: far from the limit, no per-message estimate
     used = 0
-    for i, d in enumerate(deliveries):
-        used += len(d.value) + len(d.key or b"") + PER_MESSAGE_OVERHEAD
-        if d.headers:
-            used += len(repr(d.headers))
-        if used > budget and i > 0:
-            return deliveries[:i]
-    return deliveries
+    fitting: list[DeliveryBatch] = []
+    rest: list[str] = []
+    for b in batches:
+        if rest:
+            rest.append(batch_range_receipt(b))
+            continue
+        n = len(b.values)
+        cut = n
+        for i in range(n):
+            used += len(b.values[i]) + PER_MESSAGE_OVERHEAD
+            if b.keys is not None:
+                used += len(b.keys[i] or b"")
+            if b.headers is not None and b.headers[i]:
+                used += len(repr(b.headers[i]))
+            if used > budget and (i > 0 or fitting):
+                cut = i
+                break
+        if cut == n:
+            fitting.append(b)
+            continue
+        if cut > 0:
+            fitting.append(slice_batch(b, 0, cut))
+        rest.append(batch_range_receipt(b, cut, n))
+    return fitting, rest

@@ -27,6 +27,17 @@ SendCall = Callable[[dict[str, Any]], Awaitable[Any]]
 _Entry = tuple[bytes, bytes | None, dict[str, Any] | None, "asyncio.Future[int]"]
 
 
+def send_offsets(result: Any) -> list[int]:
+    """The offsets of a send result, in its "runs" or its per-message form."""
+    runs = result.get("runs")
+    if runs is None:
+        return list(result["offset"])
+    offsets: list[int] = []
+    for _, base, count in runs:
+        offsets.extend(range(base, base + count))
+    return offsets
+
+
 class TopicBatcher:
     """Queues sends for one topic and keeps at most one batch request in flight."""
 
@@ -80,7 +91,8 @@ class TopicBatcher:
         try:
             while self._pending:
                 batch = self._take()
-                args: dict[str, Any] = {"topic": self.topic, "values": [e[0] for e in batch]}
+                args: dict[str, Any] = {"topic": self.topic, "values": [e[0] for e in batch],
+                                        "runs": True}
                 if any(e[1] is not None for e in batch):
                     args["keys"] = [e[1] for e in batch]
                 if any(e[2] is not None for e in batch):
@@ -88,7 +100,7 @@ class TopicBatcher:
                 self.requests += 1
                 try:
                     result = await self._call(args)
-                    offsets = result["offset"]
+                    offsets = send_offsets(result)
                 except ClientError as exc:
                     for entry in batch:
                         if not entry[3].done():

@@ -24,6 +24,8 @@ import ssl as ssl_module
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import groupby, repeat
+from operator import attrgetter
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -37,16 +39,18 @@ from broker.api import (
     TopicConfig,
     TopicInfo,
 )
-from broker.client.batcher import MAX_BATCH_BYTES, TopicBatcher
+from broker.client.batcher import MAX_BATCH_BYTES, TopicBatcher, send_offsets
 from broker.client.link import Link, LinkLost
 from broker.client.subscription import Subscription
-from broker.client.types import ClientError, Message, make_message
+from broker.client.types import ClientError, LeaseRef, Message, make_message
+from broker.core.receipts import receipt_prefix, run_receipt
 from broker.protocol import OPS, Hello, Push, SubscriptionEnded
 from broker.protocol.codec import (
     columns_rows,
     group_info_from_wire,
     receipt_failures_from_wire,
     receipt_results_from_wire,
+    runs_from_wire,
     snapshot_from_wire,
     to_wire,
     topic_info_from_wire,
@@ -84,6 +88,55 @@ def _receipts(items: Message | str | Iterable[Message | str]) -> list[str]:
     if isinstance(items, str):
         return [items]
     return [i.receipt if isinstance(i, Message) else i for i in items]
+
+
+_lease_key = attrgetter("lease")
+_offset_of = attrgetter("offset")
+
+
+def _lease_of(item: Message | str) -> LeaseRef | str | None:
+    return item.lease if isinstance(item, Message) else item
+
+
+def _ranges(items: Message | str | Iterable[Message | str]
+            ) -> tuple[list[str], list[list[Message | str]]]:
+    """Receipts to settle `items` with, consecutive offsets of one lease joined into one
+    range receipt; and, per receipt, the items it stands for."""
+    if isinstance(items, Message | str):
+        items = [items]
+    elif not isinstance(items, list):
+        items = list(items)
+    # Messages of one receive run share one LeaseRef object: grouping by it and
+    # comparing the offsets with a range runs in C, not once per message in Python.
+    key = _lease_key if set(map(type, items)) == {Message} else _lease_of
+    receipts: list[str] = []
+    members: list[list[Message | str]] = []
+    for lease, group in groupby(items, key=key):
+        run: list[Message | str] = list(group)
+        if not isinstance(lease, LeaseRef):
+            receipts.extend([i.receipt if isinstance(i, Message) else i for i in run])
+            members.extend([[i] for i in run])
+            continue
+        offsets: list[int] = list(map(_offset_of, run))  # a LeaseRef: Messages only
+        lo = offsets[0]
+        if offsets == list(range(lo, lo + len(offsets))):
+            receipts.append(_run_receipt(lease, run[0], lo, lo + len(offsets) - 1))
+            members.append(run)
+            continue
+        start = 0
+        for k in range(1, len(run) + 1):  # split where the offsets stop being consecutive
+            if k == len(run) or offsets[k] != offsets[k - 1] + 1:
+                receipts.append(_run_receipt(lease, run[start], offsets[start],
+                                             offsets[k - 1]))
+                members.append(run[start:k])
+                start = k
+    return receipts, members
+
+
+def _run_receipt(lease: LeaseRef, first: Message | str, lo: int, hi: int) -> str:
+    assert isinstance(first, Message)
+    return run_receipt(lease.incarnation, lease.lease_id, first.partition, lo, hi,
+                       first.topic, lease.group)
 
 
 class Client:
@@ -287,15 +340,15 @@ class Client:
                                         <= self.max_batch_bytes):
                 size += len(vals[stop])
                 stop += 1
-            args: dict[str, Any] = {"topic": topic, "values": list(vals[start:stop])}
+            args: dict[str, Any] = {"topic": topic, "values": list(vals[start:stop]),
+                                    "runs": True}
             for name, column in (("keys", keys), ("headers", headers),
                                  ("message_ids", message_ids)):
                 if column is not None:
                     args[name] = list(column[start:stop])
             if delay:
                 args["delay"] = delay
-            result = await self._call("send", args)
-            offsets.extend(result["offset"])
+            offsets.extend(send_offsets(await self._call("send", args)))
             start = stop
         return offsets
 
@@ -303,29 +356,49 @@ class Client:
     async def receive(self, topic: str, group: str = "default", max: int = 1, wait: float = 0,
                       visibility: float | None = None, auto_ack: bool = False) -> list[Message]:
         """Lease up to `max` messages, long-polling up to `wait` seconds; [] when none."""
-        args: dict[str, Any] = {"topic": topic, "group": group, "max": max, "wait": wait}
+        args: dict[str, Any] = {"topic": topic, "group": group, "max": max, "wait": wait,
+                                "runs": True}
         if visibility is not None:
             args["visibility"] = visibility
         if auto_ack:
             args["auto_ack"] = True
-        return _messages(await self._call("receive", args))
+        return _run_messages(await self._call("receive", args))
 
     async def ack(self, messages: Message | str | Iterable[Message | str]) -> list[ReceiptResult]:
         """Settle messages for good. Returns the receipts that failed, each with its error
-        code (e.g. stale_receipt: the lease expired first); [] when all were acked."""
-        receipts = _receipts(messages)
-        self._settled(receipts)
-        return receipt_failures_from_wire(receipts,
-                                          await self._call("ack", {"receipts": receipts}))
+        code (e.g. stale_receipt: the lease expired first); [] when all were acked.
+
+        Consecutive messages of one receive travel as one range receipt."""
+        return await self._settle("ack", messages, {})
 
     async def nack(self, messages: Message | str | Iterable[Message | str], delay: float = 0
                    ) -> list[ReceiptResult]:
         """Give messages back for redelivery after `delay` seconds. Returns the receipts
         that failed ([] when all were handed back)."""
-        receipts = _receipts(messages)
-        self._settled(receipts)
-        args: dict[str, Any] = {"receipts": receipts, "delay": delay}
-        return receipt_failures_from_wire(receipts, await self._call("nack", args))
+        return await self._settle("nack", messages, {"delay": delay})
+
+    async def _settle(self, op: str, messages: Message | str | Iterable[Message | str],
+                      extra: dict[str, Any]) -> list[ReceiptResult]:
+        receipts, members = _ranges(messages)
+        if self._subs:
+            self._settled([r for group in members for r in _receipts(group)])
+        failed = receipt_failures_from_wire(
+            receipts, await self._call(op, {"receipts": receipts, **extra}))
+        if not failed:
+            return []
+        # A range receipt settles all of its run or none of it: settle the messages of a
+        # failed run one by one to learn which of them failed.
+        index = {r: i for i, r in enumerate(receipts)}
+        out: list[ReceiptResult] = []
+        for res in failed:
+            group = members[index[res.receipt]]
+            if len(group) == 1:
+                out.append(res)
+                continue
+            singles = _receipts(group)
+            out.extend(receipt_failures_from_wire(
+                singles, await self._call(op, {"receipts": singles, **extra})))
+        return out
 
     async def extend(self, messages: Message | str | Iterable[Message | str],
                      visibility: float) -> list[ReceiptResult]:
@@ -470,6 +543,29 @@ class Client:
 
     async def stats(self) -> Snapshot:
         return snapshot_from_wire(await self._call("stats", {}))
+
+
+def _run_messages(result: Any) -> list[Message]:
+    """The messages of a "runs" receive result, each run sharing one LeaseRef."""
+    try:
+        topic, group, inc, runs = runs_from_wire(result)
+    except ValueError as exc:
+        raise ClientError("internal", f"the server sent bad message runs: {exc}") from None
+    out: list[Message] = []
+    for p, first, lease_id, deadline, values, keys, headers, ts, counts in runs:
+        n = len(values)
+        lease = LeaseRef(inc, lease_id, group)
+        prefix = receipt_prefix(inc, lease_id, p)
+        suffix = f":{topic}:{group}"
+        offsets = range(first, first + n)
+        blank: list[Any] = [None] * n
+        out.extend(map(make_message, repeat(topic, n), repeat(p, n), offsets, values,
+                       keys or blank, headers or blank,
+                       ts if isinstance(ts, list) else repeat(ts, n),
+                       counts if isinstance(counts, list) else repeat(counts, n),
+                       [f"{prefix}{off}{suffix}" for off in offsets], repeat(deadline, n),
+                       repeat(lease, n)))
+    return out
 
 
 def _messages(columns: Any) -> list[Message]:

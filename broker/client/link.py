@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl as ssl_module
 from collections.abc import Callable
 from typing import Any, Final
@@ -74,6 +75,10 @@ class Link:
         """
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port, ssl=ssl), timeout)
+        sock = writer.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):  # requests wait for nothing (no Nagle)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = Connection(Role.CLIENT)
         try:
             writer.write(conn.send(hello))

@@ -16,12 +16,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from broker.api import (
+    BatchSendResult,
     ClientRef,
     Delivery,
+    DeliveryBatch,
     OutMessage,
     ReceiptResult,
     SendOutcome,
     SendResult,
+    SendRun,
 )
 from broker.config import Config
 from broker.core.clients import ClientTable
@@ -29,7 +32,7 @@ from broker.core.group import GroupState
 from broker.core.meters import RateMeter
 from broker.core.settle import settle
 from broker.core.topic import SendPlan, TopicState
-from broker.core.values import outcome
+from broker.core.values import deliveries, outcome
 from broker.errors import BrokerError
 from storage.api import StateStore
 from storage.errors import StorageError
@@ -175,9 +178,10 @@ class Core:
             if key is not None and self.sending_ids.get(key) is plan:
                 del self.sending_ids[key]
 
-    def finish_send(self, plan: SendPlan, bases: dict[int, int], client: ClientRef,
-                    now: float) -> SendResult:
-        """The appends returned: record offsets, dedup ids and counts. Returns the result."""
+    def _appended(self, plan: SendPlan, bases: dict[int, int], client: ClientRef,
+                  now: float) -> int:
+        """The appends of `plan` returned at `bases`: make them visible and count them.
+        Returns how many messages were appended."""
         self.abort_send(plan)
         t = plan.topic
         appended = 0
@@ -186,6 +190,23 @@ class Core:
             appended += n
             if base + n > t.visible_end[p]:
                 t.visible_end[p] = base + n
+        self.rate_in.add(appended, now)
+        t.rate_in.add(appended, now)
+        c = self.clients.touch(client, "producer", now)
+        c.messages_in += appended
+        return appended
+
+    def finish_send_runs(self, plan: SendPlan, bases: dict[int, int], client: ClientRef,
+                         now: float) -> BatchSendResult:
+        """`finish_send` of a `TopicState.plan_values` plan: one run per partition."""
+        appended = self._appended(plan, bases, client, now)
+        runs = [SendRun(p, base, len(plan.entries[p].values)) for p, base in bases.items()]
+        return BatchSendResult(plan.topic.name, plan.created, appended, runs)
+
+    def finish_send(self, plan: SendPlan, bases: dict[int, int], client: ClientRef,
+                    now: float) -> SendResult:
+        """The appends returned: record offsets, dedup ids and counts. Returns the result."""
+        appended = self._appended(plan, bases, client, now)
         outcomes: list[SendOutcome] = []
         fresh: list[SendOutcome] = []
         if plan.single is not None:
@@ -208,23 +229,27 @@ class Core:
                 if key is not None:
                     self.dedup[key] = (o.partition, o.offset, expires)
                     self.store.put(NS_DEDUP, key, [o.partition, o.offset, expires])
-        self.rate_in.add(appended, now)
-        t.rate_in.add(appended, now)
-        c = self.clients.touch(client, "producer", now)
-        c.messages_in += appended
-        return SendResult(t.name, plan.created, outcomes)
+        return SendResult(plan.topic.name, plan.created, outcomes)
 
     # -- receive
     def receive(self, t: TopicState, group: str, client: ClientRef, max_messages: int,
                 visibility_s: float | None, auto_ack: bool, now: float) -> list[Delivery]:
-        """Lease up to max_messages of `t` to `client` in `group` (created on first use)."""
+        """`receive_columns`, one Delivery per message."""
+        return deliveries(self.receive_columns(t, group, client, max_messages, visibility_s,
+                                               auto_ack, now))
+
+    def receive_columns(self, t: TopicState, group: str, client: ClientRef, max_messages: int,
+                        visibility_s: float | None, auto_ack: bool, now: float
+                        ) -> list[DeliveryBatch]:
+        """Lease up to max_messages of `t` to `client` in `group` (created on first use);
+        one DeliveryBatch per lease opened."""
         g = self.ensure_group(t, group, now)
         g.last_active = now
         g.consumers[client.client_id] = now
         c = self.clients.touch(client, "consumer", now)
         g.expire(now)
         budget = min(max_messages, self.config.max_inflight_per_group - g.in_flight)
-        out: list[Delivery] = []
+        out: list[DeliveryBatch] = []
         if budget > 0:
             vis = g.policy.visibility_s if visibility_s is None else visibility_s
             deadline = now + vis
@@ -234,15 +259,17 @@ class Core:
             g.opened.clear()
             redeliveries = g.redeliveries
             failure: StorageError | None = None
+            got = 0
             for k in range(n):
                 p = (first + k) % n
                 try:
-                    g.deliver(p, t.logs[p], t.visible_end[p], budget - len(out), now,
+                    g.deliver(p, t.logs[p], t.visible_end[p], budget - got, now,
                               client.client_id, deadline, self.incarnation, self._new_lease_id,
                               out)
                 except StorageError as exc:
                     failure = exc
-                if len(out) >= budget:
+                got = sum([len(b.values) for b in out])
+                if got >= budget:
                     break
             if failure is not None and not out:
                 raise failure
@@ -252,8 +279,7 @@ class Core:
                     if lease is not None:
                         for lo, hi in list(lease.pending):
                             g.ack_run(lease, lo, hi, now)
-                self.rate_acks.add(len(out), now)
-            got = len(out)
+                self.rate_acks.add(got, now)
             self.rate_out.add(got, now)
             t.rate_out.add(got, now)
             g.rate_out.add(got, now)

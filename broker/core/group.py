@@ -23,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from broker.api import Delivery, HistoryEntry
+from broker.api import DeliveryBatch, HistoryEntry
 from broker.core.meters import RateMeter
 from broker.core.partition import (
     DELIVER_AT_HEADER,
@@ -35,8 +35,7 @@ from broker.core.partition import (
     Policy,
 )
 from broker.core.ranges import RangeSet
-from broker.core.receipts import SEP, receipt_prefix
-from broker.core.values import delivery
+from broker.core.runs import RunBuilder
 from storage.api import PartitionLog
 from storage.errors import StorageError
 
@@ -66,7 +65,6 @@ class GroupState:
         self.consumers: dict[str, float] = {}
         self.opened: list[int] = []  # lease ids opened by the current receive (auto-ack)
         self.rate_out = RateMeter()
-        self._suffix = f"{SEP}{topic}{SEP}{name}"
 
     # -- leases
     def expire(self, now: float) -> int:
@@ -218,7 +216,7 @@ class GroupState:
     # -- delivery
     def deliver(self, p: int, log: PartitionLog, visible_end: int, budget: int, now: float,
                 consumer: str, deadline: float, incarnation: str,
-                new_lease_id: Callable[[], int], out: list[Delivery]) -> int:
+                new_lease_id: Callable[[], int], out: list[DeliveryBatch]) -> int:
         """Lease up to `budget` messages of partition p into `out`: redeliveries first,
         then from the cursor. Returns how many were delivered."""
         ps = self.parts[p]
@@ -258,19 +256,15 @@ class GroupState:
     def _deliver_range(self, p: int, ps: PartitionState, log: PartitionLog, lo: int, hi: int,
                        again: bool, now: float, consumer: str, deadline: float,
                        incarnation: str, new_lease_id: Callable[[], int],
-                       out: list[Delivery]) -> tuple[int, int]:
-        """Deliver what one log read gives of [lo, hi). Returns (delivered, covered-until)."""
+                       out: list[DeliveryBatch]) -> tuple[int, int]:
+        """Deliver what one log read gives of [lo, hi), one DeliveryBatch per lease opened.
+        Returns (delivered, covered-until)."""
         batches = log.read(lo, READ_BYTES, hi - lo)
-        topic = self.topic
-        suffix = self._suffix
         counts = ps.counts
-        make = delivery
         now_ms = now * 1000.0
         delivered = 0
         covered = lo
-        run_lo = -1  # start of the current contiguous run being leased
-        run_id = 0
-        prefix = ""
+        run: RunBuilder | None = None  # the lease being filled
         for b in batches:
             base = b.base_offset
             if base >= hi:
@@ -281,19 +275,9 @@ class GroupState:
             values, keys, headers, ts = b.values, b.keys, b.headers, b.timestamp_ms
             if headers is None and not again:
                 # The common case: first deliveries, no headers, so no send delays.
-                if run_lo < 0:
-                    run_lo = base
-                    run_id = new_lease_id()
-                    prefix = receipt_prefix(incarnation, run_id, p)
-                offs = range(base, base + k_end)
-                if keys is None:
-                    out.extend([make(topic, p, off, v, None, None, ts, 1,
-                                     f"{prefix}{off}{suffix}", deadline)
-                                for off, v in zip(offs, values, strict=False)])
-                else:
-                    out.extend([make(topic, p, off, v, k, None, ts, 1,
-                                     f"{prefix}{off}{suffix}", deadline)
-                                for off, v, k in zip(offs, values, keys, strict=False)])
+                if run is None:
+                    run = RunBuilder(new_lease_id(), base)
+                run.add_plain(values, keys, ts, k_end)
                 delivered += k_end
                 covered = base + k_end
                 continue
@@ -303,18 +287,17 @@ class GroupState:
                 if hdr is not None and DELIVER_AT_HEADER in hdr:
                     due = hdr[DELIVER_AT_HEADER]
                     if isinstance(due, int | float) and due > now_ms:
-                        if run_lo >= 0:
-                            self._open_lease(p, ps, run_id, run_lo, off, deadline, consumer, now)
-                            run_lo = -1
+                        if run is not None:
+                            self._close_run(p, ps, run, off, deadline, consumer, now,
+                                            incarnation, out)
+                            run = None
                         if not again:
                             counts[off] = 0
                         heapq.heappush(ps.delayed, (due / 1000.0, off, off + 1))
                         continue
                     hdr = {k: v for k, v in hdr.items() if k != DELIVER_AT_HEADER} or None
-                if run_lo < 0:
-                    run_lo = off
-                    run_id = new_lease_id()
-                    prefix = receipt_prefix(incarnation, run_id, p)
+                if run is None:
+                    run = RunBuilder(new_lease_id(), off)
                 if again:
                     count = counts.get(off, 1) + 1
                     if count == 1:
@@ -324,13 +307,18 @@ class GroupState:
                         self.redeliveries += 1
                 else:
                     count = 1
-                out.append(make(topic, p, off, values[i], None if keys is None else keys[i],
-                                hdr, ts, count, f"{prefix}{off}{suffix}", deadline))
+                run.add_one(values[i], None if keys is None else keys[i], hdr, ts, count)
                 delivered += 1
             covered = base + k_end
-        if run_lo >= 0:
-            self._open_lease(p, ps, run_id, run_lo, covered, deadline, consumer, now)
+        if run is not None:
+            self._close_run(p, ps, run, covered, deadline, consumer, now, incarnation, out)
         return delivered, covered
+
+    def _close_run(self, p: int, ps: PartitionState, run: RunBuilder, hi: int, deadline: float,
+                   consumer: str, now: float, incarnation: str,
+                   out: list[DeliveryBatch]) -> None:
+        self._open_lease(p, ps, run.lease_id, run.first, hi, deadline, consumer, now)
+        out.append(run.build(self.topic, self.name, p, deadline, incarnation))
 
     def _open_lease(self, p: int, ps: PartitionState, lease_id: int, lo: int, hi: int,
                     deadline: float, consumer: str, now: float) -> None:

@@ -29,7 +29,11 @@ def settle(incarnation: str, topics: dict[str, TopicState], receipts: Sequence[s
     lease id gets error "stale_receipt" and changes nothing.
 
     Receipts are grouped by lease and their offsets collapsed into runs, so settling
-    a whole receive costs one RangeSet splice plus one result per receipt."""
+    a whole receive costs one RangeSet splice plus one result per receipt.
+
+    A range receipt names a run of one lease with "first-last" (inclusive) in place of
+    the offset — `inc:lease:partition:100-199:topic:group` — and settles all of it or,
+    when any offset of the run is no longer leased under it, none of it (one result)."""
     expired: set[GroupState] = set()
     run = _one_run(receipts)
     if run is not None:  # the usual call: every receipt of one receive, in order
@@ -38,15 +42,11 @@ def settle(incarnation: str, topics: dict[str, TopicState], receipts: Sequence[s
         g, lease = _resolve(incarnation, topics, inc, lease_s, part_s, tname, gname, now,
                             expired)
         if g is not None and lease is not None and lease.pending.contains_range(lo, hi):
+            _apply(g, lease, lo, hi, op, now, delay_s, visibility_s)
             deadline = now + visibility_s if op == "extend" else None
-            if op == "ack":
-                g.ack_run(lease, lo, hi, now)
-            elif op == "nack":
-                g.nack_run(lease, lo, hi, now, delay_s)
-            else:
-                g.extend_offsets(lease, list(range(lo, hi)), now + visibility_s)
             return [receipt_ok(r, deadline) for r in receipts], hi - lo, expired
     results: list[ReceiptResult | None] = [None] * len(receipts)
+    settled_ranges = 0
     by_lease: dict[tuple[str, str, str, str, str], list[tuple[str, int]]] = {}
     for i, text in enumerate(receipts):
         try:
@@ -54,12 +54,28 @@ def settle(incarnation: str, topics: dict[str, TopicState], receipts: Sequence[s
         except (ValueError, AttributeError):
             results[i] = _stale(str(text), "not a receipt")
             continue
+        if "-" in off_s:
+            first, _, last = off_s.partition("-")
+            if not (first.isdigit() and last.isdigit()) or int(last) < int(first):
+                results[i] = _stale(text, "not a receipt")
+                continue
+            g, lease = _resolve(incarnation, topics, inc, lease_s, part_s, tname, gname, now,
+                                expired)
+            lo, hi = int(first), int(last) + 1
+            if g is None or lease is None or not lease.pending.contains_range(lo, hi):
+                results[i] = _stale(text, "the run is not wholly leased under this receipt "
+                                    "(expired, settled, redelivered or another incarnation)")
+                continue
+            _apply(g, lease, lo, hi, op, now, delay_s, visibility_s)
+            settled_ranges += hi - lo
+            results[i] = receipt_ok(text, now + visibility_s if op == "extend" else None)
+            continue
         key = (inc, lease_s, part_s, tname, gname)
         raw = by_lease.get(key)
         if raw is None:
             raw = by_lease[key] = []
         raw.append((off_s, i))
-    settled = 0
+    settled = settled_ranges
     for (inc, lease_s, part_s, tname, gname), raw in by_lease.items():
         if inc != incarnation:
             for _, i in raw:
@@ -85,6 +101,17 @@ def settle(incarnation: str, topics: dict[str, TopicState], receipts: Sequence[s
                                  visibility_s)
     return ([r if r is not None else _stale(receipts[i], "unknown receipt")
              for i, r in enumerate(results)], settled, expired)
+
+
+def _apply(g: GroupState, lease: Lease, lo: int, hi: int, op: str, now: float,
+           delay_s: float, visibility_s: float) -> None:
+    """Settle [lo, hi), all pending in `lease`."""
+    if op == "ack":
+        g.ack_run(lease, lo, hi, now)
+    elif op == "nack":
+        g.nack_run(lease, lo, hi, now, delay_s)
+    else:
+        g.extend_offsets(lease, list(range(lo, hi)), now + visibility_s)
 
 
 def _one_run(receipts: Sequence[str]) -> tuple[tuple[str, str, str, str, str], int] | None:

@@ -127,6 +127,20 @@ class TopicState:
                             keep_from=self.starts()[p] if keep is None else keep)
         return log.size_bytes() + nbytes <= cap
 
+    def plan_values(self, values: list[bytes], created: bool) -> SendPlan:
+        """Plan a send of plain values (no keys, headers, ids or delay): all of them go,
+        as they are, to the next partition in round-robin order.
+        Raises BrokerError("message_too_large")."""
+        limit = self.max_message_bytes
+        if values and max(map(len, values)) > limit:
+            i, size = next((i, len(v)) for i, v in enumerate(values) if len(v) > limit)
+            raise BrokerError("message_too_large", f"message {i} is {size} bytes; topic "
+                              f"{self.name!r} takes at most {limit}")
+        rr = self.rr % len(self.logs)
+        self.rr += 1
+        return SendPlan(self, created, {rr: AppendEntry(values)} if values else {}, [],
+                        single=rr)
+
     def plan(self, messages: Sequence[OutMessage], delay_s: float, now: float,
              created: bool) -> SendPlan:
         """Check sizes and pick partitions. Raises BrokerError("message_too_large")."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from broker.api import Delivery, ReceiptResult, SendOutcome
+from broker.api import Delivery, DeliveryBatch, ReceiptResult, SendOutcome
+from broker.core.receipts import SEP, receipt_prefix
 
 _new = object.__new__
 (_d_topic, _d_partition, _d_offset, _d_value, _d_key, _d_headers, _d_ts, _d_count, _d_receipt,
@@ -56,3 +57,22 @@ def outcome(partition: int, offset: int, duplicate: bool = False) -> SendOutcome
     _s_offset(o, offset)
     _s_duplicate(o, duplicate)
     return o
+
+
+def deliveries(batches: list[DeliveryBatch]) -> list[Delivery]:
+    """One Delivery per message of the batches, each with its own receipt."""
+    out: list[Delivery] = []
+    for b in batches:
+        topic, p, deadline = b.topic, b.partition, b.deadline
+        prefix = receipt_prefix(b.incarnation, b.lease_id, p)
+        suffix = f"{SEP}{topic}{SEP}{b.group}"
+        n = len(b.values)
+        keys = b.keys or [None] * n
+        headers = b.headers or [None] * n
+        ts = b.timestamps if isinstance(b.timestamps, list) else [b.timestamps] * n
+        counts = (b.delivery_counts if isinstance(b.delivery_counts, list)
+                  else [b.delivery_counts] * n)
+        out.extend([delivery(topic, p, off, v, k, h, t, c, f"{prefix}{off}{suffix}", deadline)
+                    for off, v, k, h, t, c in zip(range(b.offset, b.offset + n), b.values, keys,
+                                                  headers, ts, counts, strict=True)])
+    return out

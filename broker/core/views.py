@@ -20,7 +20,7 @@ from broker.core.topic import TopicState
 from broker.errors import BrokerError
 from storage.errors import StorageError
 
-BROWSE_SCAN_BYTES = 8 << 20  # bytes one browse call may read before returning a cursor
+BROWSE_STEP_BYTES = 1 << 20  # bytes one browse step reads: a few ms of event-loop time
 
 
 def dead_letters(core: Core, t: TopicState, g: GroupState, limit: int) -> list[DeadLetter]:
@@ -55,7 +55,10 @@ def leases(g: GroupState, limit: int) -> list[LeaseInfo]:
 
 
 def browse(t: TopicState, partition: int, offset: int | None, key: bytes | None,
-           text: str | None, limit: int) -> tuple[list[StoredMessage], int | None]:
+           text: str | None, limit: int, scan_bytes: int = BROWSE_STEP_BYTES
+           ) -> tuple[list[StoredMessage], int | None]:
+    """Up to `limit` matching messages from `offset` on, reading about `scan_bytes`.
+    Returns them and the offset to continue from (None at the end)."""
     if not 0 <= partition < t.partitions:
         raise BrokerError("invalid_argument", f"topic {t.name!r} has no partition "
                           f"{partition}")
@@ -65,7 +68,7 @@ def browse(t: TopicState, partition: int, offset: int | None, key: bytes | None,
     needle = text.encode() if text else None
     out: list[StoredMessage] = []
     scanned = 0
-    while pos < end and len(out) < limit and scanned < BROWSE_SCAN_BYTES:
+    while pos < end and len(out) < limit and scanned < scan_bytes:
         batches = log.read(pos, 1 << 20, end - pos)
         if not batches:
             break

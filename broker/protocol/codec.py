@@ -16,12 +16,14 @@ from typing import Any, Final
 from broker.api import (
     ClientInfo,
     Delivery,
+    DeliveryBatch,
     GroupInfo,
     ReceiptResult,
     Snapshot,
     TopicConfig,
     TopicInfo,
 )
+from broker.core.receipts import batch_receipts
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,82 @@ def deliveries_to_columns(topic: str, deliveries: Sequence[Delivery]) -> dict[st
         "receipt": [d.receipt for d in deliveries],
         "deadline": [d.deadline for d in deliveries],
     }
+
+
+def batches_to_columns(topic: str, batches: Sequence[DeliveryBatch]) -> dict[str, Any]:
+    """`deliveries_to_columns` of delivered batches (a push, or a receive without "runs"):
+    whole columns are joined, receipts derived."""
+    values: list[bytes] = []
+    partitions: list[int] = []
+    offsets: list[int] = []
+    times: list[int] = []
+    counts: list[int] = []
+    receipts: list[str] = []
+    deadlines: list[float] = []
+    any_keys = any(b.keys is not None for b in batches)
+    any_headers = any(b.headers is not None for b in batches)
+    keys: list[bytes | None] = []
+    headers: list[dict[str, Any] | None] = []
+    for b in batches:
+        n = len(b.values)
+        values.extend(b.values)
+        partitions.extend([b.partition] * n)
+        offsets.extend(range(b.offset, b.offset + n))
+        times.extend(b.timestamps if isinstance(b.timestamps, list) else [b.timestamps] * n)
+        counts.extend(b.delivery_counts if isinstance(b.delivery_counts, list)
+                      else [b.delivery_counts] * n)
+        receipts.extend(batch_receipts(b))
+        deadlines.extend([b.deadline] * n)
+        if any_keys:
+            keys.extend(b.keys if b.keys is not None else [None] * n)
+        if any_headers:
+            headers.extend(b.headers if b.headers is not None else [None] * n)
+    return {"topic": topic, "partition": partitions, "offset": offsets, "value": values,
+            "key": keys if any_keys else None, "headers": headers if any_headers else None,
+            "timestamp_ms": times, "delivery_count": counts, "receipt": receipts,
+            "deadline": deadlines}
+
+
+def batches_to_runs(topic: str, group: str, incarnation: str,
+                    batches: Sequence[DeliveryBatch]) -> dict[str, Any]:
+    """The "runs" form of a receive result: one array per lease, its columns passed as
+    they are; receipts are left to the client to derive (see docs/protocol.md)."""
+    return {"topic": topic, "group": group, "incarnation": incarnation,
+            "runs": [[b.partition, b.offset, b.lease_id, b.deadline, b.values, b.keys,
+                      b.headers, b.timestamps, b.delivery_counts] for b in batches]}
+
+
+RunRow = tuple[int, int, int, float, list[bytes], list[Any] | None, list[Any] | None,
+               list[int] | int, list[int] | int]
+
+
+def runs_from_wire(result: Any) -> tuple[str, str, str, list[RunRow]]:
+    """(topic, group, incarnation, runs) of a "runs" receive result; raise ValueError
+    when it is malformed."""
+    if not isinstance(result, dict):
+        raise ValueError("receive result must be a map")
+    topic, group, inc, runs = (result.get("topic"), result.get("group"),
+                               result.get("incarnation"), result.get("runs"))
+    if not (isinstance(topic, str) and isinstance(group, str) and isinstance(inc, str)
+            and isinstance(runs, list)):
+        raise ValueError("receive result needs topic, group, incarnation and runs")
+    out: list[RunRow] = []
+    for run in runs:
+        if not isinstance(run, list) or len(run) != 9:
+            raise ValueError("a run must be an array of 9")
+        p, off, lease, deadline, values, keys, headers, ts, counts = run
+        if not (type(p) is int and type(off) is int and type(lease) is int
+                and isinstance(deadline, int | float) and isinstance(values, list)):
+            raise ValueError("a run's partition, offset, lease, deadline or values are bad")
+        n = len(values)
+        for name, col in (("keys", keys), ("headers", headers)):
+            if col is not None and (not isinstance(col, list) or len(col) != n):
+                raise ValueError(f"a run's {name} must be nil or a list of {n}")
+        for name, col in (("timestamps", ts), ("delivery counts", counts)):
+            if not (type(col) is int or (isinstance(col, list) and len(col) == n)):
+                raise ValueError(f"a run's {name} must be an int or a list of {n}")
+        out.append((p, off, lease, float(deadline), values, keys, headers, ts, counts))
+    return topic, group, inc, out
 
 
 _COLUMNS: Final = ("partition", "offset", "value", "timestamp_ms", "delivery_count", "receipt",

@@ -194,7 +194,12 @@ class Connection:
         end = pos + HEADER_BYTES + size
         if len(buf) < end:
             return NEED_DATA
-        body = bytes(buf[pos + HEADER_BYTES:end])
+        try:
+            # Decoded straight from the buffer: msgpack copies out what it keeps.
+            with memoryview(buf) as view, view[pos + HEADER_BYTES:end] as body:
+                decoded = unpack_body(body)
+        except ProtocolError as exc:
+            raise self._fail(exc.code, exc.message) from None
         if end == len(buf):
             buf.clear()
             self._pos = 0
@@ -204,7 +209,7 @@ class Connection:
         else:
             self._pos = end
         try:
-            event = map_to_event(unpack_body(body))
+            event = map_to_event(decoded)
             new = self._next_state(RECV, event)
             self._check_receive(event)
         except ProtocolError as exc:

@@ -48,6 +48,10 @@ async def test_bad_input_gets_a_clear_error_code(broker: Broker) -> None:
         (broker.receive("t", "g", C, wait_s=21), "invalid_argument"),
         (broker.receive("t", "g", C, visibility_s=43_201), "invalid_argument"),
         (broker.create_topic("p", TopicConfig(partitions=0)), "invalid_argument"),
+        (broker.receive("t", "g", C, max_messages=0), "invalid_argument"),
+        (broker.nack(["x"], C, delay_s=-1), "invalid_argument"),
+        (broker.extend(["x"], C, visibility_s=-1), "invalid_argument"),
+        (broker.seek_group("nope", "g", offset=0), "topic_not_found"),
     ]
     for call, code in cases:
         with pytest.raises(BrokerError) as err:
@@ -218,3 +222,14 @@ async def test_create_group_at_latest_skips_the_backlog(broker: Broker) -> None:
         await broker.create_group("t", "bad", start="middle")  # type: ignore[arg-type]
     assert err.value.code == "invalid_argument"
     assert "bad" not in {g.name for g in broker.list_groups("t")}
+
+
+async def test_browse_work_is_bounded_and_resumes_from_the_cursor(broker: Broker) -> None:
+    big = b"x" * 300_000
+    for i in range(100):
+        await broker.send("t", [OutMessage(big + (b"needle" if i == 99 else b""))], P)
+    found, cursor = await broker.browse("t", text="needle", limit=5)
+    assert found == [] and cursor is not None and 0 < cursor < 99  # bounded read, then stop
+    while not found and cursor is not None:
+        found, cursor = await broker.browse("t", offset=cursor, text="needle", limit=5)
+    assert [m.offset for m in found] == [99]

@@ -270,3 +270,16 @@ async def test_opt_out_durability_modes_keep_everything_over_a_clean_restart(
         assert [d.offset for d in rest] == list(range(4, 10))
     finally:
         await b.stop()
+
+
+async def test_failed_start_reports_and_releases_the_lock(tmp_path: Path) -> None:
+    bad = tmp_path / "topics" / "t" / "topic.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{not json")
+    b = Broker(config(tmp_path), clock=ManualClock(), sweep_interval_s=0)
+    with pytest.raises(BrokerError) as err:
+        await b.start()
+    assert err.value.code == "corrupt_record" and "topic.json" in err.value.message
+    bad.unlink()
+    again = await started(config(tmp_path), ManualClock())  # the lock was released
+    await again.stop()

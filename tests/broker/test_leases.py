@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from broker.api import TopicConfig
+from broker.core.receipts import range_receipt
 from tests.broker.brokerharness import CoreHarness, offsets
 
 
@@ -178,3 +179,35 @@ def test_keys_pick_a_stable_partition_and_keyless_sends_rotate() -> None:
     for p in range(4):
         mine = [d.offset for d in got if d.partition == p]
         assert mine == sorted(mine)
+
+
+def test_core_state_is_bounded_by_leases_not_by_backlog() -> None:
+    h = CoreHarness()
+    for _ in range(20):
+        h.send(*["x"] * 1000)
+    got = h.recv(10)
+    h.ack(*got[2:7])
+    g = h.group()
+    ps = g.parts[0]
+    assert len(g.leases) == 1 and g.in_flight == 5 and ps.floor == 0
+    assert list(ps.acked) == [(2, 7)]
+    assert ps.acked.range_count == 1 and not ps.ready and not ps.counts and not g.history
+    assert ps.cursor == 10  # the other 19,990 messages stay in the log only
+
+
+def test_a_range_receipt_settles_a_whole_run_or_nothing() -> None:
+    h = CoreHarness()
+    h.send(*["x"] * 10)
+    got = h.recv(10)
+    head, _, tail = got[0].receipt.partition(":0:0:")  # inc:lease + partition 0, offset 0
+    run = range_receipt(got[2].receipt, 5)
+    assert run == f"{head}:0:2-5:{tail}"
+    (res,) = h.ack(run)
+    assert res.error is None and res.receipt == run
+    assert list(h.group().parts[0].acked) == [(2, 6)] and h.group().in_flight == 6
+    again = h.ack(run, got[3], f"{head}:0:6-12:{tail}", f"{head}:0:9-7:{tail}")
+    assert [r.error for r in again] == ["stale_receipt"] * 4  # settled, beyond the lease, bad
+    assert h.group().in_flight == 6
+    (nacked,) = h.nack(f"{head}:0:6-9:{tail}")
+    assert nacked.error is None
+    assert [d.offset for d in h.recv(10, consumer="c2")] == [6, 7, 8, 9]

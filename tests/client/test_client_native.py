@@ -33,7 +33,7 @@ async def test_concurrent_sends_are_coalesced_into_few_requests(broker: Broker) 
         async with Client(f"tcp://127.0.0.1:{srv.port}") as c:
             offsets = await asyncio.gather(*(c.send("co", b"m%d" % i) for i in range(300)))
             assert sorted(offsets) == list(range(300))
-            assert len(gate.calls["send"]) <= 2
+            assert len(gate.calls["send_columns"]) <= 2
             msgs = await c.receive("co", max=300)
             assert [m.value for m in msgs] == [b"m%d" % i for i in range(300)]
     finally:
@@ -42,21 +42,21 @@ async def test_concurrent_sends_are_coalesced_into_few_requests(broker: Broker) 
 
 
 async def test_a_lone_send_goes_out_at_once_and_later_ones_wait_for_it(broker: Broker) -> None:
-    gate = Gate(broker, gated=("send",))
+    gate = Gate(broker, gated=("send_columns",))
     srv = await _serve(gate)
     try:
         async with Client(f"tcp://127.0.0.1:{srv.port}") as c:
             first = asyncio.ensure_future(c.send("lone", b"first"))
             # It reaches the broker alone, without waiting for company or a timer.
-            await wait_until(lambda: len(gate.calls.get("send", [])) == 1)
-            assert len(gate.calls["send"][0][1]) == 1
+            await wait_until(lambda: len(gate.calls.get("send_columns", [])) == 1)
+            assert len(gate.calls["send_columns"][0][1]) == 1
             rest = [asyncio.ensure_future(c.send("lone", b"r%d" % i)) for i in range(10)]
             await asyncio.sleep(0)
-            assert len(gate.calls["send"]) == 1  # queued behind the one in flight
+            assert len(gate.calls["send_columns"]) == 1  # queued behind the one in flight
             gate.open()
             assert await first == 0
             assert await asyncio.gather(*rest) == list(range(1, 11))
-            assert [len(call[1]) for call in gate.calls["send"]] == [1, 10]
+            assert [len(call[1]) for call in gate.calls["send_columns"]] == [1, 10]
     finally:
         srv.close()
         await srv.wait_closed()
@@ -69,7 +69,7 @@ async def test_send_batch_splits_by_bytes_and_keeps_order(broker: Broker) -> Non
         async with Client(f"tcp://127.0.0.1:{srv.port}", max_batch_bytes=1000) as c:
             offsets = await c.send_batch("sb", [b"x" * 100] * 50)
             assert offsets == list(range(50))
-            assert len(gate.calls["send"]) == 5
+            assert len(gate.calls["send_columns"]) == 5
             assert await c.send_batch("sb", ["text"]) == [50]
     finally:
         srv.close()
@@ -113,12 +113,12 @@ async def test_reconnects_after_a_server_restart(broker: Broker) -> None:
 
 async def test_in_flight_receive_fails_retriable_when_the_connection_drops(
         broker: Broker) -> None:
-    gate = Gate(broker, gated=("receive",))
+    gate = Gate(broker, gated=("receive_columns",))
     srv = await _serve(gate)
     port = srv.port
     async with Client(f"tcp://127.0.0.1:{port}") as c:
         pending = asyncio.ensure_future(c.receive("drop"))
-        await wait_until(lambda: "receive" in gate.calls)
+        await wait_until(lambda: "receive_columns" in gate.calls)
         srv.close()
         with pytest.raises(ClientError) as exc:
             await pending
@@ -256,3 +256,42 @@ async def test_subscription_survives_a_server_restart(broker: Broker) -> None:
             finally:
                 srv.close()
                 await srv.wait_closed()
+
+
+async def test_ack_of_a_whole_receive_is_one_range_receipt(broker: Broker) -> None:
+    gate = Gate(broker)
+    srv = await _serve(gate)
+    try:
+        async with Client(f"tcp://127.0.0.1:{srv.port}") as c:
+            await c.send_batch("rr", [b"m%d" % i for i in range(500)])
+            msgs = await c.receive("rr", group="g", max=500)
+            assert [m.offset for m in msgs] == list(range(500))
+            lease = msgs[7].lease
+            assert lease is not None and all(m.lease is lease for m in msgs)
+            assert msgs[7].receipt == f"{c.incarnation}:{lease.lease_id}:0:7:rr:g"
+            assert await c.ack(msgs) == []
+            (receipts,) = [call[0] for call in gate.calls["ack"]]
+            assert len(receipts) == 1 and receipts[0].split(":")[3] == "0-499"
+            assert (await c.describe_group("rr", "g")).ack_floor == {0: 500}
+    finally:
+        srv.close()
+        await srv.wait_closed()
+
+
+async def test_a_failed_range_is_settled_one_by_one_to_name_the_failures(client: Client
+                                                                        ) -> None:
+    await client.send_batch("fr", [b"m%d" % i for i in range(10)])
+    msgs = await client.receive("fr", group="g", max=10)
+    assert await client.ack(msgs[2:4]) == []
+    failed = await client.ack(msgs)
+    assert sorted(r.receipt for r in failed) == sorted(m.receipt for m in msgs[2:4])
+    assert all(r.error == "stale_receipt" for r in failed)
+    assert (await client.describe_group("fr", "g")).ack_floor == {0: 10}
+
+
+async def test_nack_of_a_run_hands_it_back_in_one_receipt(client: Client) -> None:
+    await client.send_batch("nr", [b"a", b"b", b"c"])
+    msgs = await client.receive("nr", group="g", max=3)
+    assert await client.nack(msgs[1:]) == []
+    again = await client.receive("nr", group="g", max=3)
+    assert [(m.offset, m.delivery_count) for m in again] == [(1, 2), (2, 2)]

@@ -202,20 +202,20 @@ async def test_authorize_refuses_missing_token_and_forbidden_ops(broker: Broker)
 
 
 async def test_reading_pauses_over_the_outstanding_limit(broker: Broker) -> None:
-    gate = Gate(broker, gated=("receive",))
+    gate = Gate(broker, gated=("receive_columns",))
     srv = await start_server(gate, "127.0.0.1", 0)  # type: ignore[arg-type]
     try:
         async with Client(f"tcp://127.0.0.1:{srv.port}") as c:
             calls = [asyncio.ensure_future(c.receive("t", group=f"g{i}"))
                      for i in range(MAX_OUTSTANDING + 8)]
             (session,) = srv.sessions
-            await wait_until(lambda: len(gate.calls.get("receive", [])) >= MAX_OUTSTANDING)
+            await wait_until(lambda: len(gate.calls.get("receive_columns", [])) >= MAX_OUTSTANDING)
             assert session._reading_paused
-            assert len(gate.calls["receive"]) == MAX_OUTSTANDING  # the rest wait unread
+            assert len(gate.calls["receive_columns"]) == MAX_OUTSTANDING  # the rest wait unread
             gate.open()
             assert all(r == [] for r in await asyncio.gather(*calls))
             assert not session._reading_paused
-            assert len(gate.calls["receive"]) == MAX_OUTSTANDING + 8
+            assert len(gate.calls["receive_columns"]) == MAX_OUTSTANDING + 8
     finally:
         srv.close()
         await srv.wait_closed()
@@ -341,3 +341,33 @@ async def test_a_peer_that_does_not_read_its_answers_stops_being_read(broker: Br
     answers = [client.next_event() for _ in range(10)]
     assert all(isinstance(a, Response) and a.ok for a in answers)
     assert client.pending_requests == 0
+
+
+async def test_send_and_receive_in_runs_form(raw: Any) -> None:
+    r: Raw = await raw()
+    welcome = await r.handshake()
+    r.send(Request(1, "send", {"topic": "runs", "values": [b"a", b"b", b"c"], "runs": True}))
+    (sent,) = await r.events(1)
+    assert isinstance(sent, Response) and sent.result["runs"] == [[0, 0, 3]]
+    r.send(Request(2, "receive", {"topic": "runs", "group": "g", "max": 10, "runs": True}))
+    (got,) = await r.events(1)
+    assert isinstance(got, Response) and got.ok
+    res = got.result
+    assert (res["topic"], res["group"], res["incarnation"]) == ("runs", "g",
+                                                                welcome.incarnation)
+    ((p, first, lease, _deadline, values, keys, headers, ts, counts),) = res["runs"]
+    assert (p, first, values, keys, headers, counts) == (0, 0, [b"a", b"b", b"c"], None, None,
+                                                         1)
+    assert isinstance(ts, int)
+    r.send(Request(3, "ack", {"receipts": [f"{welcome.incarnation}:{lease}:0:0-2:runs:g"]}))
+    (acked,) = await r.events(1)
+    assert isinstance(acked, Response) and acked.result == {"errors": None}
+
+
+async def test_send_values_of_a_wrong_type_are_a_bad_request(raw: Any) -> None:
+    r: Raw = await raw()
+    await r.handshake()
+    r.send(Request(1, "send", {"topic": "t", "values": [b"a", "text"]}))
+    (res,) = await r.events(1)
+    assert isinstance(res, Response) and res.error is not None
+    assert res.error.code == "bad_request"

@@ -11,18 +11,19 @@ from pathlib import Path
 import pytest
 import uvloop
 
-from broker.api import OutMessage
 from broker.broker import Broker
 from broker.client import Client, ClientError, Message
-from broker.client.types import make_message
-from broker.server import _plain_message, start_server, token_authorizer
+from broker.client.types import LeaseRef, make_message
+from broker.server import start_server, token_authorizer
 from spoolmq.config import TokenConfig
 
 
 def test_fast_constructors_build_equal_values() -> None:
-    assert _plain_message(b"v") == OutMessage(b"v")
     row = ("t", 0, 5, b"v", b"k", {"h": 1}, 123, 2, "r", 9.5)
     assert make_message(*row) == Message(*row)
+    assert make_message(*row).lease is None
+    lease = LeaseRef("inc", 7, "g")
+    assert make_message(*row, lease) == Message(*row, lease=lease)
     with pytest.raises(AttributeError):
         make_message(*row).value = b"other"  # type: ignore[misc]  # still frozen
 
