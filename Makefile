@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DIST   := dashboard/dist/index.html
 DASH_SRC := $(shell find dashboard/src dashboard/index.html dashboard/package.json dashboard/vite.config.* -type f 2>/dev/null)
 
-.PHONY: install run test lint unit bench bench-quick system-deps clean
+.PHONY: install run test lint bench bench-quick bench-deps system-deps clean
 
 install: $(STAMP) $(DIST)
 
@@ -27,6 +27,7 @@ system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -44,12 +45,16 @@ test: install system-deps lint
 	@if [ -f dashboard/package.json ]; then cd dashboard && npm test --silent; fi
 	$(BIN)/pytest -q
 
-bench: install
+# Redis, NATS, RabbitMQ and wrk from Debian, and their Python clients, for the side-by-side runs.
+bench-deps: install
+	bash bench/setup_peers.sh $(VENV)
+
+bench: install bench-deps
 	$(BIN)/python -m bench.storage
 	$(BIN)/python -m bench.broker
 	$(BIN)/python -m bench.http
 
-bench-quick: install
+bench-quick: install bench-deps
 	$(BIN)/python -m bench.storage --quick
 	$(BIN)/python -m bench.broker --quick
 	$(BIN)/python -m bench.http --quick

@@ -2,7 +2,16 @@
 the file-store broker (default sync durability) in a subprocess, with a bare aiohttp
 handler answering a constant JSON to the same request as the ceiling.
 
-    .venv/bin/python -m bench.http [--duration 10] [--connections 64] [--threads 2]
+    .venv/bin/python -m bench.http [--duration 10] [--connections 64] [--threads 1]
+                                   [--rounds 3] [--quick]
+
+Both servers run as `spoolmq serve` runs the gateway: uvloop, aiohttp's C HTTP parser,
+no access log; each server checks that and says so on its READY line, and the run
+stops if the C parser is missing. wrk and the servers share the machine: one wrk
+thread leaves the server a core. Each round runs every workload once, bare first;
+the table gives the median round, the server's CPU time per request (its user +
+system time over the run, from /proc, divided by the requests: noise from other
+work on the machine lowers the rates but hardly moves this) and the cores it used.
 
 Workloads:
   bare         POST /send form "message=Hello World" -> constant JSON (no broker)
@@ -10,6 +19,10 @@ Workloads:
   batch        POST /send/bench-batch JSON of 100 messages      (messages/s)
   receive+ack  GET /receive/bench-recv?max=100, then POST /ack of its receipts (messages/s)
 Prints a table and writes bench/results/http.md. wrk is installed with apt-get if missing.
+
+    .venv/bin/python -m bench.http _serve --port P --data-dir D --profile out.pstats
+
+runs the gateway alone under cProfile (stats written on SIGTERM) for a closer look.
 """
 
 from __future__ import annotations
@@ -20,6 +33,8 @@ import os
 import platform
 import re
 import shutil
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +53,10 @@ START_CAP_S = 120.0  # bounded wait for a server (the prefill happens before it 
 TARGET_BATCH_MSGS = 200_000.0
 TARGET_RECV_ACK_MSGS = 100_000.0
 TARGET_SEND_RATIO = 0.60
+# Receive+ack backlog per round and second of run: above the 100,000 msg/s target with
+# room, so a round never drains it (an empty receive would flatter nothing but the rate).
+BACKLOG_PER_ROUND_S = 150_000
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 SEND_LUA = """
 wrk.method = "POST"
@@ -96,19 +115,38 @@ end
 # -- the servers (run in the subprocess)
 
 
+def _runtime() -> str:
+    """The loop and HTTP parser this server runs with; refuses the pure-Python parser
+    (production has the C one, and the comparison would be unfair to both servers)."""
+    from aiohttp import http_parser
+
+    parser = http_parser.HttpRequestParser
+    if os.environ.get("AIOHTTP_NO_EXTENSIONS") or not parser.__module__.endswith("_http_parser"):
+        raise SystemExit(f"aiohttp's C HTTP parser is not in use ({parser.__module__})")
+    loop = type(asyncio.get_running_loop())
+    return f"loop={loop.__module__}.{loop.__name__} parser={parser.__module__}"
+
+
 def _event_loop_run(main: object) -> None:
     try:
         import uvloop
-
-        uvloop.run(main)  # type: ignore[arg-type]
     except ImportError:
         asyncio.run(main)  # type: ignore[arg-type]
+    else:
+        uvloop.run(main)  # type: ignore[arg-type]
 
 
-async def _serve_gateway(port: int, data_dir: Path, prefill: int) -> None:
+async def _until_terminated() -> None:
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+
+
+async def _serve_gateway(port: int, data_dir: Path, prefill: int,
+                         profile: Path | None) -> None:
     import dataclasses
 
-    from broker.api import ClientRef, OutMessage
+    from broker.api import ClientRef
     from broker.broker import Broker
     from http_gateway.app import run_gateway
     from spoolmq.config import Config
@@ -117,14 +155,23 @@ async def _serve_gateway(port: int, data_dir: Path, prefill: int) -> None:
     broker = Broker(config)
     await broker.start()
     filler = ClientRef("bench-prefill", "native", HOST)
-    batch = [OutMessage(b"%06d" % i + b"y" * (MESSAGE_BYTES - 6)) for i in range(PREFILL_BATCH)]
+    values = [b"%06d" % i + b"y" * (MESSAGE_BYTES - 6) for i in range(PREFILL_BATCH)]
     for _ in range(0, prefill, PREFILL_BATCH):
-        await broker.send("bench-recv", batch, filler)
+        await broker.send_columns("bench-recv", values, filler)
     runner = await run_gateway(broker, config)
-    print("READY", flush=True)
+    print("READY", _runtime(), flush=True)
+    profiler = None
+    if profile is not None:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     try:
-        await asyncio.Event().wait()
+        await _until_terminated()
     finally:
+        if profiler is not None and profile is not None:
+            profiler.disable()
+            profiler.dump_stats(profile)
         await runner.cleanup()
         await broker.stop()
 
@@ -140,11 +187,13 @@ async def _serve_bare(port: int) -> None:
 
     app = web.Application()
     app.router.add_post("/send", handler)
-    runner = web.AppRunner(app, access_log=None)
+    # As the gateway's runner: no access log, no signal handling of aiohttp's own.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, HOST, port, backlog=1024).start()
-    print("READY", flush=True)
-    await asyncio.Event().wait()
+    print("READY", _runtime(), flush=True)
+    await _until_terminated()
+    await runner.cleanup()
 
 
 # -- the driver
@@ -158,6 +207,8 @@ class Run:
     errors: int
     p50_ms: float
     p99_ms: float
+    cpu_us: float  # server CPU time (user + system) per request
+    cores: float  # server CPU time per second of run
     note: str = ""
 
 
@@ -182,13 +233,22 @@ def _ms(text: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
 def run_wrk(wrk: str, args: argparse.Namespace, url: str, script: Path, name: str,
-            per_request: int) -> Run:
+            per_request: int, server: int) -> Run:
     cmd = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s",
            "--latency", "-s", str(script), url]
+    cpu0, t0 = cpu_seconds(server), time.monotonic()
     out = subprocess.run(cmd, check=True, capture_output=True, text=True,
                          timeout=args.duration + 60).stdout
+    cpu, elapsed = cpu_seconds(server) - cpu0, time.monotonic() - t0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = 0
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if m:
@@ -196,8 +256,8 @@ def run_wrk(wrk: str, args: argparse.Namespace, url: str, script: Path, name: st
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if m:
         errors += sum(int(g) for g in m.groups())
-    p50 = re.search(r"50%\s+(\S+)", out)
-    p99 = re.search(r"99%\s+(\S+)", out)
+    p50 = re.search(r"^\s*50%\s+(\S+)", out, re.MULTILINE)
+    p99 = re.search(r"^\s*99%\s+(\S+)", out, re.MULTILINE)
     msgs = rps * per_request
     note = ""
     r = re.search(r"RESULT acked=(\d+) received=(\d+) empty=(\d+) failed=(\d+)", out)
@@ -207,39 +267,59 @@ def run_wrk(wrk: str, args: argparse.Namespace, url: str, script: Path, name: st
         errors += failed
         note = f"{received} received, {acked} acked, {empty} empty receives"
     return Run(name, rps, msgs, errors, _ms(p50.group(1)) if p50 else float("nan"),
-               _ms(p99.group(1)) if p99 else float("nan"), note)
+               _ms(p99.group(1)) if p99 else float("nan"), cpu * 1e6 / max(total, 1),
+               cpu / elapsed, note)
 
 
-async def _start(mode: list[str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
+async def _start(mode: list[str], log: Path) -> tuple[subprocess.Popen[bytes], int, str]:
+    """Start a server; returns it, its port and the runtime its READY line names."""
     port = free_port()
     proc = spawn([sys.executable, "-m", "bench.http", *mode, "--port", str(port)], log,
                  cwd=Path(__file__).resolve().parent.parent)
     await wait_port(port, START_CAP_S, proc)
-    return proc, port
+    ready = re.findall(r"^READY (.*)$", log.read_text(), re.MULTILINE)
+    return proc, port, ready[-1] if ready else "unknown"
 
 
-def table(runs: list[Run], ceiling: float) -> str:
-    lines = ["| workload | requests/s | messages/s | vs target | errors | p50 ms | p99 ms |",
-             "|---|---:|---:|---|---:|---:|---:|"]
-    for r in runs:
-        if r.name == "bare":
+def _median_run(runs: list[Run]) -> Run:
+    """The round with the median rate (the other columns are that round's)."""
+    ordered = sorted(runs, key=lambda r: r.messages_s)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def table(rounds: list[dict[str, Run]]) -> str:
+    lines = ["| workload | requests/s | messages/s | vs target | rounds (msg/s) | "
+             "server CPU us/request | server cores | errors | p50 ms | p99 ms |",
+             "|---|---:|---:|---|---|---:|---:|---:|---:|---:|"]
+    for name in rounds[0]:
+        runs = [r[name] for r in rounds]
+        med = _median_run(runs)
+        if name == "bare":
             verdict = "ceiling"
-        elif r.name == "send":
-            ratio = r.requests_s / ceiling if ceiling else 0.0
+        elif name == "send":
+            # Each round's send against that round's bare: adjacent in time, so a noisy
+            # minute lowers both.
+            ratio = statistics.median(r["send"].requests_s / r["bare"].requests_s
+                                      for r in rounds if r["bare"].requests_s)
             ok = "met" if ratio >= TARGET_SEND_RATIO else "NOT met"
             verdict = f"{ratio:.0%} of bare (>= {TARGET_SEND_RATIO:.0%}: {ok})"
         else:
-            target = TARGET_BATCH_MSGS if r.name == "batch" else TARGET_RECV_ACK_MSGS
-            ok = "met" if r.messages_s >= target else "NOT met"
+            target = TARGET_BATCH_MSGS if name == "batch" else TARGET_RECV_ACK_MSGS
+            ok = "met" if med.messages_s >= target else "NOT met"
             verdict = f">= {target:,.0f} msg/s: {ok}"
-        lines.append(f"| {r.name} | {r.requests_s:,.0f} | {r.messages_s:,.0f} | {verdict} | "
-                     f"{r.errors} | {r.p50_ms:.2f} | {r.p99_ms:.2f} |")
+        spread = " / ".join(f"{r.messages_s:,.0f}" for r in runs)
+        cpu = statistics.median(r.cpu_us for r in runs)
+        lines.append(f"| {name} | {med.requests_s:,.0f} | {med.messages_s:,.0f} | {verdict} | "
+                     f"{spread} | {cpu:,.0f} | {med.cores:.2f} | "
+                     f"{sum(r.errors for r in runs)} | {med.p50_ms:.2f} | {med.p99_ms:.2f} |")
     return "\n".join(lines)
 
 
 async def drive(args: argparse.Namespace) -> None:
     wrk = ensure_wrk()
-    runs: list[Run] = []
+    load = os.getloadavg()
+    rounds: list[dict[str, Run]] = []
+    prefill = args.prefill or BACKLOG_PER_ROUND_S * args.duration * args.rounds
     with tempfile.TemporaryDirectory(prefix="spoolmq-bench-http-") as tmp:
         tmpdir = Path(tmp)
         scripts = {
@@ -251,52 +331,63 @@ async def drive(args: argparse.Namespace) -> None:
         for name, text in scripts.items():
             paths[name] = tmpdir / f"{name}.lua"
             paths[name].write_text(text)
-        log = tmpdir / "server.log"
-
-        proc, port = await _start(["_bare"], log)
+        bare_log, gw_log = tmpdir / "bare.log", tmpdir / "gateway.log"
+        bare = gateway = None
         try:
-            runs.append(run_wrk(wrk, args, f"http://{HOST}:{port}/send", paths["send"], "bare", 1))
-        finally:
-            terminate(proc)
-
-        prefill = args.prefill
-        proc, port = await _start(["_serve", "--data-dir", str(tmpdir / "data"),
-                                   "--prefill", str(prefill)], log)
-        base = f"http://{HOST}:{port}"
-        try:
-            runs.append(run_wrk(wrk, args, base + "/send", paths["send"], "send", 1))
-            runs.append(run_wrk(wrk, args, base + "/send/bench-batch", paths["batch"], "batch",
-                                BATCH))
-            runs.append(run_wrk(wrk, args, base + "/receive/bench-recv", paths["recv"],
-                                "receive+ack", RECEIVE_MAX))
+            bare, bare_port, bare_rt = await _start(["_bare"], bare_log)
+            gateway, port, gw_rt = await _start(
+                ["_serve", "--data-dir", str(tmpdir / "data"), "--prefill", str(prefill)],
+                gw_log)
+            base = f"http://{HOST}:{port}"
+            for i in range(args.rounds):
+                print(f"round {i + 1}/{args.rounds}", flush=True)
+                rounds.append({
+                    "bare": run_wrk(wrk, args, f"http://{HOST}:{bare_port}/send",
+                                    paths["send"], "bare", 1, bare.pid),
+                    "send": run_wrk(wrk, args, base + "/send", paths["send"], "send", 1,
+                                    gateway.pid),
+                    "batch": run_wrk(wrk, args, base + "/send/bench-batch", paths["batch"],
+                                     "batch", BATCH, gateway.pid),
+                    "receive+ack": run_wrk(wrk, args, base + "/receive/bench-recv",
+                                           paths["recv"], "receive+ack", RECEIVE_MAX,
+                                           gateway.pid),
+                })
         except Exception:
-            print(log.read_text()[-4000:], file=sys.stderr)
+            for log in (bare_log, gw_log):
+                if log.exists():
+                    print(log.read_text()[-4000:], file=sys.stderr)
             raise
         finally:
-            terminate(proc)
+            terminate(bare)
+            terminate(gateway)
 
-    ceiling = runs[0].requests_s
-    text = table(runs, ceiling)
-    notes = [r for r in runs if r.note]
+    text = table(rounds)
+    notes = [f"{name} round {i + 1}: {r.note}" for i, rnd in enumerate(rounds)
+             for name, r in rnd.items() if r.note]
     header = (f"# HTTP gateway throughput\n\n"
               f"`.venv/bin/python -m bench.http --duration {args.duration} --connections "
-              f"{args.connections} --threads {args.threads}` on {platform.node()} "
-              f"({os.cpu_count()} CPUs, Python {platform.python_version()}), "
-              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n\n"
-              f"wrk and the server share the machine. Gateway: file-store broker, sync "
-              f"durability (fdatasync before the answer, group commit). Batches hold {BATCH} "
-              f"messages of {MESSAGE_BYTES} bytes; receive+ack leases up to {RECEIVE_MAX} "
-              f"per request and acks them in one request, from a backlog of {prefill:,} "
-              f"messages.\n\n")
-    body = header + text + "\n"
-    for r in notes:
-        body += f"\n{r.name}: {r.note}.\n"
+              f"{args.connections} --threads {args.threads} --rounds {args.rounds}` on "
+              f"{platform.node()} ({os.cpu_count()} CPUs, Python "
+              f"{platform.python_version()}), "
+              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average "
+              f"before the run {load[0]:.1f} (other work on the machine skews the rates; "
+              f"CPU per request much less).\n\n"
+              f"Servers (as `spoolmq serve`, no access log): bare `{bare_rt}`, gateway "
+              f"`{gw_rt}`. wrk ({args.threads} thread) and the server share the machine. "
+              f"Gateway: file-store broker, sync durability (fdatasync before the answer, "
+              f"group commit). Batches hold {BATCH} messages of {MESSAGE_BYTES} bytes; "
+              f"receive+ack leases up to {RECEIVE_MAX} per request and acks them in one "
+              f"request, from a backlog of {prefill:,} messages. Each row is the median "
+              f"of {args.rounds} round(s); send's ratio is the median of each round's "
+              f"send over that round's bare.\n\n")
+    body = header + text + "\n\n" + "".join(f"- {n}.\n" for n in notes)
     print(text)
-    for r in notes:
-        print(f"{r.name}: {r.note}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(body)
-    print(f"wrote {RESULTS}")
+    for n in notes:
+        print(n)
+    out = RESULTS if not args.quick else RESULTS.with_name("http-quick.md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(body)
+    print(f"wrote {out}")
 
 
 def main() -> None:
@@ -306,19 +397,27 @@ def main() -> None:
     serve.add_argument("--port", type=int, required=True)
     serve.add_argument("--data-dir", type=Path, required=True)
     serve.add_argument("--prefill", type=int, default=0)
+    serve.add_argument("--profile", type=Path, default=None,
+                       help="write cProfile stats here on SIGTERM")
     bare = sub.add_parser("_bare")
     bare.add_argument("--port", type=int, required=True)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--prefill", type=int, default=1_500_000,
-                        help="backlog for receive+ack (must outlast the run)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="wrk threads; one leaves the server a core of the two")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--prefill", type=int, default=0,
+                        help="receive+ack backlog (default: enough for every round)")
+    parser.add_argument("--quick", action="store_true",
+                        help="one 3 s round, written to results/http-quick.md")
     args = parser.parse_args()
     if args.mode == "_serve":
-        _event_loop_run(_serve_gateway(args.port, args.data_dir, args.prefill))
+        _event_loop_run(_serve_gateway(args.port, args.data_dir, args.prefill, args.profile))
     elif args.mode == "_bare":
         _event_loop_run(_serve_bare(args.port))
     else:
+        if args.quick:
+            args.duration, args.rounds = 3, 1
         asyncio.run(drive(args))
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from broker.api import OutMessage
+from broker.api import Headers
 from broker.errors import BrokerError
 from http_gateway.settings import Limits
 
@@ -32,13 +32,27 @@ _FALSE = frozenset({"0", "false", "no", "off", ""})
 
 @dataclass(frozen=True, slots=True)
 class SendBody:
-    """What one /send asks for: the messages, what to echo back, and whether it was a batch."""
+    """What one /send asks for, as the columns of `BrokerAPI.send_columns`, plus what to echo.
 
-    messages: list[OutMessage]
+    An optional column is None when no message has an entry in it.
+    """
+
+    values: list[bytes]
+    keys: list[bytes | None] | None
+    headers: list[Headers | None] | None
+    message_ids: list[str | None] | None
     echo: Any  # the single message as sent (str, JSON value, or base64 text); None for batches
     echo_base64: bool
     batch: bool
     delay_s: float
+
+
+def _one(value: bytes, key: bytes | None, headers: Headers | None, message_id: str | None,
+         echo: Any, echo_base64: bool, delay_s: float) -> SendBody:
+    return SendBody([value], None if key is None else [key],
+                    None if headers is None else [headers],
+                    None if message_id is None else [message_id], echo, echo_base64, False,
+                    delay_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,13 +131,17 @@ def decode_json(body: bytes) -> Any:
         raise BrokerError("bad_request", f"the body is not valid JSON: {exc}") from None
 
 
-def _form_text(raw: bytes) -> str:
+def _form_bytes(raw: bytes) -> bytes:
     if b"+" in raw:
         raw = raw.replace(b"+", b" ")
     if b"%" in raw:
         raw = unquote_to_bytes(raw)
+    return raw
+
+
+def _form_text(raw: bytes) -> str:
     try:
-        return raw.decode("utf-8")
+        return _form_bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
         raise BrokerError("bad_request", "the form is not UTF-8") from None
 
@@ -201,29 +219,39 @@ def _message_value(name: str, value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-def _entry(name: str, entry: Any, message_id: str | None) -> OutMessage:
+def _entry(name: str, entry: Any) -> tuple[bytes, bytes | None, Headers | None]:
+    """(value, key, headers) of one JSON message: a string, or an object with 'message'."""
     if isinstance(entry, str):
-        return OutMessage(entry.encode("utf-8", "surrogatepass"), message_id=message_id)
+        return entry.encode("utf-8", "surrogatepass"), None, None
     if not isinstance(entry, dict) or "message" not in entry:
         raise BrokerError("bad_request", f"{name} must be a string or an object with 'message'")
     key = entry.get("key")
-    return OutMessage(
-        _message_value(f"{name}.message", entry["message"]),
-        None if key is None else _text_bytes(f"{name}.key", key),
-        _headers(entry.get("headers")),
-        message_id,
-    )
+    return (_message_value(f"{name}.message", entry["message"]),
+            None if key is None else _text_bytes(f"{name}.key", key),
+            _headers(entry.get("headers")))
 
 
-def _batch(entries: list[Any], idempotency_key: str | None) -> list[OutMessage]:
-    """The batch's messages; entry i gets message id `<Idempotency-Key>#i`."""
-    if idempotency_key is None:
-        try:  # the common batch: plain strings, no per-entry key or headers
-            return [OutMessage(e.encode("utf-8", "surrogatepass")) for e in entries]
-        except AttributeError:
-            pass  # an object entry (or a non-string): the general path names the culprit
-        return [_entry(f"messages[{i}]", e, None) for i, e in enumerate(entries)]
-    return [_entry(f"messages[{i}]", e, f"{idempotency_key}#{i}") for i, e in enumerate(entries)]
+def _batch(entries: list[Any], idempotency_key: str | None, delay: float) -> SendBody:
+    """The batch as columns; entry i gets message id `<Idempotency-Key>#i`."""
+    ids: list[str | None] | None = None
+    if idempotency_key is not None:
+        ids = [f"{idempotency_key}#{i}" for i in range(len(entries))]
+    try:  # the common batch: plain strings, no per-entry key or headers
+        values = list(map(str.encode, entries))
+        return SendBody(values, None, None, ids, None, False, True, delay)
+    except (TypeError, UnicodeEncodeError):
+        pass  # an object entry, a non-string or a lone surrogate: the general path
+    values = []
+    keys: list[bytes | None] = []
+    headers: list[Headers | None] = []
+    for i, e in enumerate(entries):
+        value, key, hdrs = _entry(f"messages[{i}]", e)
+        values.append(value)
+        keys.append(key)
+        headers.append(hdrs)
+    return SendBody(values, keys if any(k is not None for k in keys) else None,
+                    headers if any(h is not None for h in headers) else None, ids, None, False,
+                    True, delay)
 
 
 def send_from_json(doc: Any, idempotency_key: str | None, limits: Limits) -> SendBody:
@@ -240,11 +268,11 @@ def send_from_json(doc: Any, idempotency_key: str | None, limits: Limits) -> Sen
             raise BrokerError(
                 "payload_too_large",
                 f"a batch holds at most {limits.max_batch} messages, got {len(entries)}")
-        return SendBody(_batch(entries, idempotency_key), None, False, True, delay)
+        return _batch(entries, idempotency_key, delay)
     if "message" not in doc:
         raise BrokerError("bad_request", "the JSON body needs 'message' or 'messages'")
-    msg = _entry("body", doc, idempotency_key)
-    return SendBody([msg], doc["message"], False, False, delay)
+    value, key, headers = _entry("body", doc)
+    return _one(value, key, headers, idempotency_key, doc["message"], False, delay)
 
 
 def send_from_form(form: Mapping[str, Sequence[str]], idempotency_key: str | None) -> SendBody:
@@ -255,8 +283,29 @@ def send_from_form(form: Mapping[str, Sequence[str]], idempotency_key: str | Non
     text = values[0]
     keys = form.get("key")
     delays = form.get("delay")
-    msg = OutMessage(text.encode(), keys[0].encode() if keys else None, None, idempotency_key)
-    return SendBody([msg], text, False, False, parse_delay(delays[0]) if delays else 0.0)
+    return _one(text.encode(), keys[0].encode() if keys else None, None, idempotency_key, text,
+                False, parse_delay(delays[0]) if delays else 0.0)
+
+
+_MESSAGE_FIELD = b"message="
+
+
+def send_from_form_body(body: bytes, idempotency_key: str | None) -> SendBody:
+    """An urlencoded /send body, as `send_from_form(decode_form(body), ...)` answers it.
+
+    The seed's `message=...` alone (every `curl -d message=...`) is taken without
+    building the field table: one unquote, one UTF-8 check, and the unquoted bytes are
+    the stored value as they are. Raises as `decode_form` and `send_from_form` do.
+    """
+    if not body.startswith(_MESSAGE_FIELD) or b"&" in body:
+        return send_from_form(decode_form(body), idempotency_key)
+    value = _form_bytes(body[len(_MESSAGE_FIELD):])
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BrokerError("bad_request", "the form is not UTF-8") from None
+    return SendBody([value], None, None, None if idempotency_key is None else [idempotency_key],
+                    text, False, False, 0.0)
 
 
 def send_from_raw(body: bytes, content_type: str, idempotency_key: str | None,
@@ -265,7 +314,7 @@ def send_from_raw(body: bytes, content_type: str, idempotency_key: str | None,
 
     `key` and `delay` come from the query string here.
     """
-    headers = None
+    headers: Headers | None = None
     textual = content_type.startswith("text/")
     if content_type and not textual:
         headers = {"content-type": content_type}
@@ -276,9 +325,8 @@ def send_from_raw(body: bytes, content_type: str, idempotency_key: str | None,
     else:
         echo = base64.b64encode(body).decode("ascii")
         b64 = True
-    msg = OutMessage(body, None if key is None else key.encode("utf-8", "surrogatepass"),
-                     headers, idempotency_key)
-    return SendBody([msg], echo, b64, False, parse_delay(delay))
+    return _one(body, None if key is None else key.encode("utf-8", "surrogatepass"), headers,
+                idempotency_key, echo, b64, parse_delay(delay))
 
 
 def receive_params(query: Mapping[str, str], default_group: str, limits: Limits) -> ReceiveParams:
@@ -304,7 +352,7 @@ def receipts_from_json(doc: Any, limits: Limits) -> ReceiptsBody:
         raise BrokerError("bad_request", "the JSON body must be an object with 'receipts'")
     if "receipts" in doc:
         receipts = doc["receipts"]
-        if not isinstance(receipts, list) or not all(isinstance(r, str) for r in receipts):
+        if not isinstance(receipts, list) or not {type(r) for r in receipts} <= {str}:
             raise BrokerError("bad_request", "receipts must be a list of strings")
         single = False
     elif isinstance(doc.get("receipt"), str):

@@ -20,25 +20,38 @@ from http_gateway.state import GATEWAY, Gateway
 _JSON_SUFFIX = "+json"
 
 
+def body_now(request: web.Request, gw: Gateway) -> bytes | None:
+    """The whole body when it has all arrived with the headers (the usual small request),
+    taken without awaiting; None while more is to come.
+
+    Raises payload_too_large past `Limits.max_body_bytes`.
+    """
+    content = request.content
+    if not content.is_eof():
+        return None
+    data = content.read_nowait()
+    if len(data) > gw.limits.max_body_bytes:
+        raise BrokerError("payload_too_large", f"the body is {len(data)} bytes; the limit is "
+                          f"{gw.limits.max_body_bytes}")
+    return data
+
+
 async def read_body(request: web.Request, gw: Gateway) -> bytes:
     """The whole body, refused with 413 past `Limits.max_body_bytes`."""
     length = request.content_length
+    if length is not None and length > gw.limits.max_body_bytes:
+        raise BrokerError("payload_too_large",
+                          f"the body is {length} bytes; the limit is {gw.limits.max_body_bytes}")
+    data = body_now(request, gw)
+    if data is not None:
+        return data
     if length is None:
         # Chunked: client_max_size (= max_body_bytes) makes read() refuse past the limit.
         return await request.read()
-    if length > gw.limits.max_body_bytes:
-        raise BrokerError("payload_too_large",
-                          f"the body is {length} bytes; the limit is {gw.limits.max_body_bytes}")
-    # A small body has usually arrived with the headers: take it without awaiting
-    # (request.read() costs two awaits and a copy on every /send).
-    content = request.content
-    data = content.read_nowait(length)
-    if len(data) < length:
-        try:
-            data += await content.readexactly(length - len(data))
-        except asyncio.IncompleteReadError:
-            raise BrokerError("bad_request", "the body ended before Content-Length") from None
-    return data
+    try:
+        return await request.content.readexactly(length)
+    except asyncio.IncompleteReadError:
+        raise BrokerError("bad_request", "the body ended before Content-Length") from None
 
 
 async def _multipart(request: web.Request) -> dict[str, list[str]]:
@@ -66,16 +79,18 @@ def _is_json(ctype: str) -> bool:
 
 
 async def _send_body(request: web.Request, gw: Gateway) -> bodies.SendBody:
+    """The general /send body: multipart, any JSON type, raw bodies, bodies still arriving."""
+    headers = request.headers
+    idem = headers.get("Idempotency-Key") or None
     ctype = request.content_type
-    idem = request.headers.get("Idempotency-Key") or None
     if ctype == bodies.MULTIPART_TYPE:
         return bodies.send_from_form(await _multipart(request), idem)
     body = await read_body(request, gw)
     if ctype == bodies.FORM_TYPE:
-        return bodies.send_from_form(bodies.decode_form(body), idem)
+        return bodies.send_from_form_body(body, idem)
     if _is_json(ctype):
         return bodies.send_from_json(bodies.decode_json(body), idem, gw.limits)
-    declared = ctype if "Content-Type" in request.headers else ""
+    declared = ctype if "Content-Type" in headers else ""
     q = request.query
     return bodies.send_from_raw(body, declared, idem, q.get("key"), q.get("delay"))
 
@@ -83,9 +98,22 @@ async def _send_body(request: web.Request, gw: Gateway) -> bodies.SendBody:
 async def send(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     topic = request.match_info.get("topic") or gw.config.default_topic
-    body = await _send_body(request, gw)
-    result = await gw.broker.send(topic, body.messages, gw.client(request), body.delay_s)
-    gw.counters.messages_in += len(result.outcomes)
+    headers = request.headers
+    ctype = headers.get("Content-Type", "")
+    # The two shapes the seed and the batch clients send, when the body came with the
+    # headers: no Content-Type parse and no await before the broker's.
+    form = ctype.startswith(bodies.FORM_TYPE)
+    raw = body_now(request, gw) if form or ctype == bodies.JSON_TYPE else None
+    if raw is None:
+        body = await _send_body(request, gw)
+    elif form:
+        body = bodies.send_from_form_body(raw, headers.get("Idempotency-Key") or None)
+    else:
+        body = bodies.send_from_json(bodies.decode_json(raw),
+                                     headers.get("Idempotency-Key") or None, gw.limits)
+    result = await gw.broker.send_columns(topic, body.values, gw.client(request), body.keys,
+                                          body.headers, body.message_ids, body.delay_s)
+    gw.counters.messages_in += result.count
     if body.batch:
         return render.body_response(render.sent_batch(result))
     return render.body_response(render.sent_one(body.echo, body.echo_base64, result))
@@ -103,20 +131,25 @@ async def receive(request: web.Request) -> web.Response:
                               "retry, or poll with wait=0")
         gw.long_polls += 1
         try:
-            got = await gw.broker.receive(topic, p.group, client, p.max_messages, p.wait_s,
-                                          p.visibility_s, p.auto_ack)
+            got = await gw.broker.receive_columns(topic, p.group, client, p.max_messages,
+                                                  p.wait_s, p.visibility_s, p.auto_ack)
         finally:
             gw.long_polls -= 1
     else:
-        got = await gw.broker.receive(topic, p.group, client, p.max_messages, 0.0,
-                                      p.visibility_s, p.auto_ack)
-    gw.counters.messages_out += len(got)
+        got = await gw.broker.receive_columns(topic, p.group, client, p.max_messages, 0.0,
+                                              p.visibility_s, p.auto_ack)
+    count = sum(len(b.values) for b in got)
+    gw.counters.messages_out += count
     if p.auto_ack:
-        gw.counters.acks += len(got)
+        gw.counters.acks += count
     return render.body_response(render.deliveries(topic, p.group, got))
 
 
 async def _receipts_body(request: web.Request, gw: Gateway) -> bodies.ReceiptsBody:
+    if request.headers.get("Content-Type") == bodies.JSON_TYPE:
+        raw = body_now(request, gw)
+        if raw is not None:  # the batch acks of consumers: no Content-Type parse, no await
+            return bodies.receipts_from_json(bodies.decode_json(raw), gw.limits)
     ctype = request.content_type
     if ctype == bodies.MULTIPART_TYPE:
         return bodies.receipts_from_form(await _multipart(request), gw.limits)
@@ -132,6 +165,11 @@ async def _receipts_body(request: web.Request, gw: Gateway) -> bodies.ReceiptsBo
 def _settled(results: list[ReceiptResult], single: bool) -> web.Response:
     """Per-receipt results; a lone failure, or a batch where none succeeded, is an error."""
     failed = [r for r in results if r.error is not None]
+    return _settled_answer(results, failed, single)
+
+
+def _settled_answer(results: list[ReceiptResult], failed: list[ReceiptResult],
+                    single: bool) -> web.Response:
     if failed and (single or len(failed) == len(results)):
         first = failed[0]
         spec = ERRORS.get(first.error or "internal") or ERRORS["internal"]
@@ -148,16 +186,21 @@ async def ack(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     body = await _receipts_body(request, gw)
     results = await gw.broker.ack(body.receipts, gw.client(request))
-    gw.counters.acks += sum(1 for r in results if r.error is None)
-    return _settled(results, body.single)
+    failed = [r for r in results if r.error is not None]
+    gw.counters.acks += len(results) - len(failed)
+    if not failed:
+        # The results are in receipt order: answer from the receipts as the client sent them.
+        return render.body_response(render.settled(body.receipts))
+    return _settled_answer(results, failed, body.single)
 
 
 async def nack(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     body = await _receipts_body(request, gw)
     results = await gw.broker.nack(body.receipts, gw.client(request), body.delay_s)
-    gw.counters.nacks += sum(1 for r in results if r.error is None)
-    return _settled(results, body.single)
+    failed = [r for r in results if r.error is not None]
+    gw.counters.nacks += len(results) - len(failed)
+    return _settled_answer(results, failed, body.single)
 
 
 async def extend(request: web.Request) -> web.Response:

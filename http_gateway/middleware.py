@@ -41,7 +41,7 @@ def _token(request: web.Request) -> str | None:
 
 
 def _authorize(gw: Gateway, request: web.Request, policy: RoutePolicy) -> None:
-    if policy.public or not gw.authorizer.enabled:
+    if policy.public:
         return
     topic: str | None = None
     if policy.topic != "none":
@@ -86,7 +86,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         return resp
     gw.in_flight_requests += 1
     try:
-        _authorize(gw, request, policy)
+        if gw.authorizer.enabled:
+            _authorize(gw, request, policy)
         resp = await handler(request)
     except BrokerError as exc:
         resp = _error(exc)

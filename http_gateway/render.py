@@ -15,17 +15,19 @@ from typing import Any
 from aiohttp import web
 
 from broker.api import (
+    BatchSendResult,
     ClientInfo,
     DeadLetter,
-    Delivery,
+    DeliveryBatch,
     GroupInfo,
+    Headers,
     LeaseInfo,
     ReceiptResult,
-    SendResult,
     Snapshot,
     StoredMessage,
     TopicInfo,
 )
+from broker.core.receipts import SEP, receipt_prefix
 from broker.errors import ERRORS
 
 # ensure_ascii: always valid UTF-8 out, even for text holding lone surrogates.
@@ -172,69 +174,165 @@ def _json_text(value: bytes, headers: dict[str, Any] | None) -> str:
     return '"message":"' + base64.b64encode(value).decode("ascii") + '","encoding":"base64"'
 
 
-def sent_one(echo: Any, echo_base64: bool, result: SendResult) -> bytes:
+def sent_one(echo: Any, echo_base64: bool, result: BatchSendResult) -> bytes:
     """The answer to a single send: status, the message echoed, where it landed."""
-    o = result.outcomes[0]
+    if result.runs:
+        run = result.runs[0]
+        partition, offset, duplicate = run.partition, run.base_offset, False
+    else:
+        o = (result.outcomes or [])[0]
+        partition, offset, duplicate = o.partition, o.offset, o.duplicate
     message = _quote(echo) if isinstance(echo, str) else dumps(echo)
     encoding = ',"encoding":"base64"' if echo_base64 else ""
     return (f'{{"status":"Message sent","message":{message}{encoding},'
-            f'"topic":{_quote(result.topic)},"partition":{o.partition},"offset":{o.offset},'
-            f'"created":{_BOOL[result.created]},"duplicate":{_BOOL[o.duplicate]}}}').encode()
+            f'"topic":{_quote(result.topic)},"partition":{partition},"offset":{offset},'
+            f'"created":{_BOOL[result.created]},"duplicate":{_BOOL[duplicate]}}}').encode()
 
 
-def sent_batch(result: SendResult) -> bytes:
+def sent_batch(result: BatchSendResult) -> bytes:
     """The answer to a batch: per-entry partition, offset and duplicate flag, in order."""
-    outcomes = result.outcomes
-    partitions = [str(o.partition) for o in outcomes]
-    offsets = [str(o.offset) for o in outcomes]
-    results = ",".join([f'{{"partition":{p},"offset":{off},"duplicate":{_BOOL[o.duplicate]}}}'
-                        for p, off, o in zip(partitions, offsets, outcomes, strict=True)])
-    partitions_text = ",".join(partitions)
-    offsets_text = ",".join(offsets)
+    partitions: list[str] = []
+    offsets: list[str] = []
+    results: list[str] = []
+    if result.runs is not None:
+        # Runs of consecutive offsets: joined in C, no per-message formatting.
+        for run in result.runs:
+            if not run.count:
+                continue
+            p = str(run.partition)
+            offs = list(map(str, range(run.base_offset, run.base_offset + run.count)))
+            partitions.append(",".join([p] * run.count))
+            offsets.append(",".join(offs))
+            between = f',"duplicate":false}},{{"partition":{p},"offset":'
+            results.append(f'{{"partition":{p},"offset":{between.join(offs)},'
+                           f'"duplicate":false}}')
+        count = sum(run.count for run in result.runs)
+    else:
+        outcomes = result.outcomes or []
+        partitions = [str(o.partition) for o in outcomes]
+        offsets = [str(o.offset) for o in outcomes]
+        results = [f'{{"partition":{o.partition},"offset":{o.offset},'
+                   f'"duplicate":{_BOOL[o.duplicate]}}}' for o in outcomes]
+        count = len(outcomes)
     return (f'{{"status":"Messages sent","topic":{_quote(result.topic)},'
-            f'"count":{len(outcomes)},"created":{_BOOL[result.created]},'
-            f'"partition":[{partitions_text}],"offset":[{offsets_text}],'
-            f'"results":[{results}]}}').encode()
+            f'"count":{count},"created":{_BOOL[result.created]},'
+            f'"partition":[{",".join(partitions)}],"offset":[{",".join(offsets)}],'
+            f'"results":[{",".join(results)}]}}').encode()
 
 
-def deliveries(topic: str, group: str, got: Sequence[Delivery]) -> bytes:
-    """The answer to a receive: `{"topic", "group", "messages": [Message...]}`."""
+def _open_quoted(text: str) -> str:
+    """`text` as a JSON string without its closing quote (a prefix to append to)."""
+    return _quote(text)[:-1]
+
+
+def _plain_texts(values: list[bytes]) -> list[str] | None:
+    """The values as text that JSON quotes unchanged (each goes between two '"' as it
+    is), or None when some value is not UTF-8 or needs an escape.
+
+    One decode and one quote over all the values instead of one of each per message:
+    joined by "\n", which cannot sit inside a multi-byte sequence (so the join decodes
+    exactly when every value does) and which the quote escapes (so a value needing no
+    escape leaves the quoted text one character longer per separator only).
+    """
+    try:
+        text = b"\n".join(values).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    seps = len(values) - 1
+    if len(_quote(text)) != len(text) + 2 + seps or text.count("\n") != seps:
+        return None
+    return text.split("\n") if seps else [text]
+
+
+def deliveries(topic: str, group: str, batches: Sequence[DeliveryBatch]) -> bytes:
+    """The answer to a receive: `{"topic", "group", "messages": [Message...]}`, rendered
+    straight from the broker's columns (one receipt per message, derived from the lease)."""
     parts = []
-    quoted_topic = _quote(topic)
-    last_deadline = None
-    deadline_text = ""
-    for d in got:
-        value = d.value
-        headers = d.headers
-        if headers is None:
+    for b in batches:
+        n = len(b.values)
+        quoted_topic = _quote(b.topic)
+        # Receipts are prefix + offset + suffix (broker.core.receipts): quote the parts once.
+        receipt_head = _open_quoted(receipt_prefix(b.incarnation, b.lease_id, b.partition))
+        receipt_tail = _quote(f"{SEP}{b.topic}{SEP}{b.group}")[1:]
+        keys: list[bytes | None] = b.keys or [None] * n
+        headers: list[Headers | None] = b.headers or [None] * n
+        ts = b.timestamps
+        counts = b.delivery_counts
+        # Everything after the offset that is the same for the whole lease.
+        common = f'"topic":{quoted_topic},"partition":{b.partition},"offset":'
+        tail_same = (f',"deadline":{float(b.deadline)!r}}}')
+        if (b.keys is None and b.headers is None and isinstance(ts, int)
+                and isinstance(counts, int)):
+            # The common lease: plain text messages, first delivery, one append's timestamp.
+            texts = _plain_texts(b.values)
+            if texts is not None:
+                after = (f',"delivery_count":{counts},"key":null,"headers":null,'
+                         f'"timestamp":{ts}{tail_same}')
+                parts.extend([f'{{"message":"{m}","receipt":{receipt_head}{off}{receipt_tail},'
+                              f'{common}{off}{after}'
+                              for m, off in zip(texts, range(b.offset, b.offset + n),
+                                                strict=True)])
+                continue
             try:
-                message = '"message":' + _quote(value.decode("utf-8"))
+                quoted = [_quote(v.decode("utf-8")) for v in b.values]
             except UnicodeDecodeError:
-                message = _json_text(value, None)
-            headers_text = "null"
-        else:
-            message = _json_text(value, headers)
-            headers_text = dumps(headers)
-        key = "null" if d.key is None else _quote(d.key.decode("utf-8", "replace"))
-        if d.deadline != last_deadline:  # one receive's leases mostly share a deadline
-            last_deadline = d.deadline
-            deadline_text = repr(float(d.deadline))
-        t = quoted_topic if d.topic == topic else _quote(d.topic)
-        parts.append(
-            f'{{{message},"receipt":{_quote(d.receipt)},"topic":{t},'
-            f'"partition":{d.partition},"offset":{d.offset},'
-            f'"delivery_count":{d.delivery_count},"key":{key},"headers":{headers_text},'
-            f'"timestamp":{d.timestamp_ms},"deadline":{deadline_text}}}')
-    return (f'{{"topic":{quoted_topic},"group":{_quote(group)},'
+                pass  # binary payloads: the general path below encodes them
+            else:
+                after = (f',"delivery_count":{counts},"key":null,"headers":null,'
+                         f'"timestamp":{ts}{tail_same}')
+                parts.extend([f'{{"message":{m},"receipt":{receipt_head}{off}{receipt_tail},'
+                              f'{common}{off}{after}'
+                              for m, off in zip(quoted, range(b.offset, b.offset + n),
+                                                strict=True)])
+                continue
+        for i, value in enumerate(b.values):
+            off = b.offset + i
+            h = headers[i]
+            if h is None:
+                try:
+                    message = '"message":' + _quote(value.decode("utf-8"))
+                except UnicodeDecodeError:
+                    message = _json_text(value, None)
+                headers_text = "null"
+            else:
+                message = _json_text(value, h)
+                headers_text = dumps(h)
+            k = keys[i]
+            key = "null" if k is None else _quote(k.decode("utf-8", "replace"))
+            t = ts if isinstance(ts, int) else ts[i]
+            c = counts if isinstance(counts, int) else counts[i]
+            parts.append(
+                f'{{{message},"receipt":{receipt_head}{off}{receipt_tail},{common}{off},'
+                f'"delivery_count":{c},"key":{key},"headers":{headers_text},'
+                f'"timestamp":{t}{tail_same}')
+    return (f'{{"topic":{_quote(topic)},"group":{_quote(group)},'
             f'"messages":[{",".join(parts)}]}}').encode()
 
 
 def receipt_results(results: Sequence[ReceiptResult]) -> bytes:
     """`{"results": [...]}` for ack/nack/extend."""
-    parts = []
+    if all(r.error is None and r.deadline is None for r in results):
+        return settled([r.receipt for r in results])
+    parts: list[str] = []
     for r in results:
         if r.error is None and r.deadline is None:
             parts.append(f'{{"receipt":{_quote(r.receipt)},"ok":true}}')
         else:
             parts.append(dumps(receipt_result(r)))
+    return f'{{"results":[{",".join(parts)}]}}'.encode()
+
+
+_OK_BETWEEN = '","ok":true},{"receipt":"'
+
+
+def settled(receipts: Sequence[str]) -> bytes:
+    """`receipt_results` when every receipt succeeded (no deadline): one join, and one
+    quote over all of them to check that none needs an escape."""
+    if not receipts:
+        return b'{"results":[]}'
+    plain = "".join(receipts)
+    if len(_quote(plain)) == len(plain) + 2:
+        joined = _OK_BETWEEN.join(receipts)
+        return f'{{"results":[{{"receipt":"{joined}","ok":true}}]}}'.encode()
+    parts = [f'{{"receipt":{_quote(r)},"ok":true}}' for r in receipts]
     return f'{{"results":[{",".join(parts)}]}}'.encode()

@@ -21,22 +21,30 @@ def test_form_message_round_trips_any_text(text: str) -> None:
     form = bodies.decode_form(urlencode({"message": text}).encode())
     body = bodies.send_from_form(form, None)
     assert body.echo == text
-    assert body.messages[0].value == text.encode("utf-8", "surrogatepass")
+    assert body.values == [text.encode("utf-8", "surrogatepass")]
+    assert (body.keys, body.headers, body.message_ids) == (None, None, None)
 
 
 @given(st.lists(st.text(min_size=1), min_size=1, max_size=20))
 def test_batch_keeps_entry_order_and_numbers_idempotency_ids(entries: list[str]) -> None:
     body = bodies.send_from_json({"messages": entries}, "k", LIMITS)
     assert body.batch
-    assert [m.value.decode("utf-8", "surrogatepass") for m in body.messages] == entries
-    assert [m.message_id for m in body.messages] == [f"k#{i}" for i in range(len(entries))]
+    assert [v.decode("utf-8", "surrogatepass") for v in body.values] == entries
+    assert body.message_ids == [f"k#{i}" for i in range(len(entries))]
+    assert (body.keys, body.headers) == (None, None)
+
+
+def test_batch_of_objects_fills_only_the_columns_it_uses() -> None:
+    body = bodies.send_from_json({"messages": ["a", {"message": "b", "key": "k"}]}, None, LIMITS)
+    assert (body.values, body.keys, body.headers) == ([b"a", b"b"], [None, b"k"], None)
+    assert body.message_ids is None
 
 
 def test_json_single_message_with_key_headers_delay() -> None:
     body = bodies.send_from_json(
         {"message": "m", "key": "k", "headers": {"a": 1}, "delay": 2.5}, "id-1", LIMITS)
-    [msg] = body.messages
-    assert (msg.value, msg.key, msg.headers, msg.message_id) == (b"m", b"k", {"a": 1}, "id-1")
+    assert (body.values, body.keys, body.headers, body.message_ids) == (
+        [b"m"], [b"k"], [{"a": 1}], ["id-1"])
     assert body.delay_s == 2.5
 
 
@@ -64,11 +72,11 @@ def test_form_that_is_not_utf8_is_a_bad_request() -> None:
 
 def test_raw_text_and_binary_bodies() -> None:
     text = bodies.send_from_raw("héllo".encode(), "text/plain", None, "k", "1")
-    assert (text.echo, text.echo_base64, text.messages[0].headers) == ("héllo", False, None)
-    assert (text.messages[0].key, text.delay_s) == (b"k", 1.0)
+    assert (text.echo, text.echo_base64, text.headers) == ("héllo", False, None)
+    assert (text.keys, text.delay_s) == ([b"k"], 1.0)
     binary = bodies.send_from_raw(b"\x00\x01", "application/octet-stream", None, None, None)
     assert binary.echo_base64
-    assert binary.messages[0].headers == {"content-type": "application/octet-stream"}
+    assert binary.headers == [{"content-type": "application/octet-stream"}]
 
 
 @given(st.floats(allow_nan=True, allow_infinity=True))
@@ -95,7 +103,8 @@ def test_receipts_bodies() -> None:
     assert (one.receipts, one.single, one.delay_s) == (["r1"], True, 3.0)
     many = bodies.receipts_from_json({"receipts": ["a", "b"], "visibility": 9}, LIMITS)
     assert (many.receipts, many.single, many.visibility_s) == (["a", "b"], False, 9.0)
-    for doc in ({"receipts": [1]}, {"receipts": []}, {}, ["a"]):
+    bad: list[object] = [{"receipts": [1]}, {"receipts": []}, {}, ["a"]]
+    for doc in bad:
         with pytest.raises(BrokerError):
             bodies.receipts_from_json(doc, LIMITS)
     with pytest.raises(BrokerError) as err:
@@ -105,4 +114,11 @@ def test_receipts_bodies() -> None:
 
 def test_json_values_other_than_strings_are_stored_as_json() -> None:
     body = bodies.send_from_json({"message": {"a": [1, 2]}}, None, LIMITS)
-    assert json.loads(body.messages[0].value) == {"a": [1, 2]}
+    assert json.loads(body.values[0]) == {"a": [1, 2]}
+
+
+def test_batch_with_a_lone_surrogate_takes_the_general_path() -> None:
+    body = bodies.send_from_json({"messages": ["ok", "\ud800"]}, None, LIMITS)
+    assert body.values == [b"ok", "\ud800".encode("utf-8", "surrogatepass")]
+    with pytest.raises(BrokerError):
+        bodies.send_from_json({"messages": ["ok", 5]}, None, LIMITS)
