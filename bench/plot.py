@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -188,7 +189,10 @@ def write_report(out_dir: Path, plan: Plan, keys: Sequence[str], peers: dict[str
         f"`.venv/bin/python -m bench.broker{' --quick' if plan.name == 'quick' else ''}`, "
         f"{now}, plan `{plan.name}` ({plan.rounds} interleaved round(s), best round per "
         f"system), {elapsed_s / 60:.1f} min. Machine: {machine_summary()}; shared and noisy, "
-        "so compare the systems within this run rather than across runs.",
+        "so compare the systems within this run rather than across runs."
+        + (f" This run had PYTHONOPTIMIZE={os.environ['PYTHONOPTIMIZE']} (asserts off) in "
+           "every Python process, the spoolmq broker's included."
+           if os.environ.get("PYTHONOPTIMIZE") else ""),
         "",
         "## Systems",
         "",
@@ -284,15 +288,24 @@ def chart(path: Path, table: Table, plan: Plan, keys: Sequence[str]) -> None:
     width = 0.8 / max(1, len(keys))
     for ax, (workload, title, pick, fmt) in zip(axes.flat, panels, strict=True):
         for i, key in enumerate(keys):
-            heights = []
+            heights, labels = [], []
             for size in plan.sizes:
                 o = table.best(workload, size, key)
                 v = None if o is None or o.error is not None else pick(o)
-                heights.append(0.0 if v is None or math.isnan(v) else v)
+                if o is not None and v is not None and not o.sustained:
+                    # Percentiles of a system that fell behind the offered rate would
+                    # dwarf the others; the table has them.
+                    heights.append(0.0)
+                    labels.append("rate not carried")
+                elif v is None or math.isnan(v):
+                    heights.append(0.0)
+                    labels.append("n/a")
+                else:
+                    heights.append(v)
+                    labels.append(format(v, fmt))
             xs = [j + (i - (len(keys) - 1) / 2) * width for j in range(len(plan.sizes))]
             bars = ax.bar(xs, heights, width, label=PEERS[key].name)
-            ax.bar_label(bars, labels=[format(h, fmt) if h else "n/a" for h in heights],
-                         fontsize=7, rotation=90, padding=2)
+            ax.bar_label(bars, labels=labels, fontsize=7, rotation=90, padding=2)
         ax.set_title(title, fontsize=10)
         ax.set_xticks(range(len(plan.sizes)), [size_label(s) for s in plan.sizes])
         ax.margins(y=0.25)
