@@ -11,6 +11,8 @@ from typing import Any
 from broker.api import TopicConfig
 from broker.client import Client, ClientError
 
+CLI_CONNECT_TIMEOUT_S = 3.0  # a person at a terminal wants "cannot reach" quickly
+
 
 def _plain(obj: Any) -> Any:
     if is_dataclass(obj) and not isinstance(obj, type):
@@ -30,7 +32,8 @@ def _plain(obj: Any) -> Any:
 async def run_client_command(args: argparse.Namespace, out: Callable[[Any], None]) -> int:
     """Run one client command; return the exit code (0 ok, 1 broker error)."""
     try:
-        async with Client(args.url, client_id=args.client_id, token=args.token) as c:
+        async with Client(args.url, client_id=args.client_id, token=args.token,
+                          connect_timeout=CLI_CONNECT_TIMEOUT_S) as c:
             if args.command == "send":
                 values = args.messages
                 if values == ["-"]:

@@ -124,7 +124,8 @@ def test_serve_answers_the_readme_commands_and_stops_cleanly_on_sigterm(
     assert proc.wait(timeout=30) == 0
     log_text = (s.logs / "spoolmq.log").read_text()
     assert "stopped cleanly" in log_text
-    assert (s.data / "topics" / "jobs").is_dir()
+    markers = list((s.data / "topics" / "jobs").rglob("clean-shutdown"))
+    assert markers, "SIGTERM must leave a clean-shutdown marker in every partition"
 
 
 def test_bad_flag_value_is_a_clear_error(tmp_path: Path) -> None:
