@@ -18,7 +18,7 @@ import logging
 import os
 import secrets
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from broker.api import (
     BatchSendResult,
@@ -32,6 +32,7 @@ from broker.api import (
     OutMessage,
     ReceiptResult,
     SendResult,
+    SendRun,
     Snapshot,
     StartAt,
     StoredMessage,
@@ -95,7 +96,6 @@ class Broker:
         self._committer: GroupCommitter | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
-        self._appends: dict[str, set[asyncio.Future[Any]]] = {}
         self._send_waits: dict[int, asyncio.Future[None]] = {}
         self._running = False
         self._sweeps = 0
@@ -176,12 +176,10 @@ class Broker:
                 await self._sweeper
         for topic in list(self._waiters):
             self._wake(topic)
-        pending = [f for fs in self._appends.values() for f in fs]
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
         core, store = self._core, self._store
         try:
             if self._committer is not None:
+                # Waits for every append in flight: their callers are answered first.
                 await self._committer.close()
             if core is not None and store is not None and self._fatal is None:
                 core.flush()
@@ -227,12 +225,18 @@ class Broker:
         try:
             yield
         except StorageError as exc:
-            if isinstance(exc, FsyncFailed):
-                self._fatal_error(exc)
-            code = _map_code(exc)
-            if exc.code == "data_dir_locked":
-                code = "unavailable"
-            raise BrokerError(code, exc.message) from None
+            raise self._translate(exc) from None
+
+    def _translate(self, exc: StorageError) -> BrokerError:
+        """The BrokerError to raise for a storage error (an fsync failure is also fatal).
+        The send path calls it from a plain `except`: a context manager per call costs
+        more than the append it guards."""
+        if isinstance(exc, FsyncFailed):
+            self._fatal_error(exc)
+        code = _map_code(exc)
+        if exc.code == "data_dir_locked":
+            code = "unavailable"
+        return BrokerError(code, exc.message)
 
     def _check_running(self) -> Core:
         if self._fatal is not None:
@@ -305,13 +309,10 @@ class Broker:
         t = core.topic(check_topic(name))
         core.remove_topic(name)
         self._wake(name)
-        pending = list(self._appends.pop(name, ()))
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
         assert self._committer is not None
         with self._mapped():
             for lg in t.logs:
-                await self._committer.detach(lg)
+                await self._committer.detach(lg)  # waits for the appends in flight
                 lg.close()
             self.files.remove(name)
         await self._commit()
@@ -336,6 +337,8 @@ class Broker:
             if column is not None and len(column) != n:
                 raise BrokerError("invalid_argument", f"{name} must have one entry per value")
         if keys is None and headers is None and message_ids is None and delay_s == 0:
+            if values:
+                return await self._send_values(core, topic, values, client, create)
             return await self._send(topic, client, create,
                                     lambda t, created, now: t.plan_values(values, created),
                                     core.finish_send_runs)
@@ -346,20 +349,58 @@ class Broker:
         result = await self.send(topic, messages, client, delay_s, create)
         return BatchSendResult(result.topic, result.created, n, None, result.outcomes)
 
+    def _send_topic(self, core: Core, topic: str, create: bool) -> tuple[TopicState, bool]:
+        """The topic to send to, created when missing and allowed: (topic, created).
+        A name found among the topics was checked when the topic was made, so only a
+        name not found is checked (the topic table is the cache of valid names)."""
+        t = core.topics.get(topic)
+        if t is not None:
+            return t, False
+        check_topic(topic)
+        if not create:
+            raise BrokerError("topic_not_found", f"no topic named {topic!r}")
+        return self._create(topic, TopicConfig()), True
+
+    def _room(self, t: TopicState, p: int, size: int, now: float) -> None:
+        """Make room for size bytes in partition p. Raises BrokerError("topic_full")."""
+        try:
+            fits = t.make_room(p, size, now)
+        except StorageError as exc:
+            raise self._translate(exc) from None
+        if not fits:
+            raise BrokerError(
+                "topic_full", f"topic {t.name!r} partition {p} is at its retention "
+                f"cap ({t.cap_bytes()} bytes) and its oldest messages are not yet "
+                "acked by every group")
+
+    async def _send_values(self, core: Core, topic: str, values: list[bytes],
+                           client: ClientRef, create: bool) -> BatchSendResult:
+        """The send of plain values (no keys, headers, ids or delay): one partition, one
+        awaited committer append (one future), no plan object. The gateway's single
+        message takes this path."""
+        t, created = self._send_topic(core, topic, create)
+        p = t.place_values(values)
+        n = len(values)
+        self._room(t, p, len(values[0]) if n == 1 else sum(map(len, values)),
+                   self.clock.now())
+        committer = self._committer
+        assert committer is not None
+        try:
+            base = (await committer.append(t.logs[p], (AppendEntry(values),)))[0]
+        except StorageError as exc:
+            raise self._translate(exc) from None
+        core.values_appended(t, p, base, n, client, self.clock.now())
+        if topic in self._waiters:
+            self._wake(topic)
+        return BatchSendResult(t.name, created, n, [SendRun(p, base, n)])
+
     async def _send(self, topic: str, client: ClientRef, create: bool,
                     plan_fn: Callable[[TopicState, bool, float], SendPlan | tuple[str, SendPlan]],
                     finish: Callable[[SendPlan, dict[int, int], ClientRef, float], R]) -> R:
         """Plan (waiting out a send of the same message ids), check room, append through
         the group committer, then `finish` the plan at the offsets the appends got."""
         core = self._check_running()
-        check_topic(topic)
-        created = False
-        t = core.topics.get(topic)
-        if t is None:
-            if not create:
-                raise BrokerError("topic_not_found", f"no topic named {topic!r}")
-            t = self._create(topic, TopicConfig())
-            created = True
+        t, created = self._send_topic(core, topic, create)
         while True:
             planned = plan_fn(t, created, self.clock.now())
             if isinstance(planned, SendPlan):
@@ -374,14 +415,8 @@ class Broker:
             self._send_waits[id(plan)] = waiter
         try:
             now = self.clock.now()
-            with self._mapped():
-                for p, entry in plan.entries.items():
-                    size = sum(map(len, entry.values))
-                    if not t.make_room(p, size, now):
-                        raise BrokerError(
-                            "topic_full", f"topic {topic!r} partition {p} is at its retention "
-                            f"cap ({t.cap_bytes()} bytes) and its oldest messages are not yet "
-                            "acked by every group")
+            for p, entry in plan.entries.items():
+                self._room(t, p, sum(map(len, entry.values)), now)
             bases = await self._append_all(t, plan.entries)
             result = finish(plan, bases, client, self.clock.now())
             if plan.message_ids:
@@ -398,17 +433,19 @@ class Broker:
 
     async def _append_all(self, t: TopicState, entries: dict[int, AppendEntry]
                           ) -> dict[int, int]:
+        """Append each partition's entry; their base offsets once durable. One partition
+        awaits the committer directly; several are appended concurrently (the committer
+        waits for them at detach and close, so nothing here tracks them)."""
         committer = self._committer
         assert committer is not None
-        pending = self._appends.setdefault(t.name, set())
-        items = list(entries.items())
-        futs = [asyncio.ensure_future(committer.append(t.logs[p], [e])) for p, e in items]
-        pending.update(futs)
         try:
-            with self._mapped():
-                done = await asyncio.gather(*futs)
-        finally:
-            pending.difference_update(futs)
+            if len(entries) == 1:
+                [(p, e)] = entries.items()
+                return {p: (await committer.append(t.logs[p], (e,)))[0]}
+            items = list(entries.items())
+            done = await asyncio.gather(*(committer.append(t.logs[p], [e]) for p, e in items))
+        except StorageError as exc:
+            raise self._translate(exc) from None
         return {p: offs[0] for (p, _), offs in zip(items, done, strict=True)}
 
     # -- receive and settle

@@ -190,11 +190,21 @@ class Core:
             appended += n
             if base + n > t.visible_end[p]:
                 t.visible_end[p] = base + n
-        self.rate_in.add(appended, now)
-        t.rate_in.add(appended, now)
-        c = self.clients.touch(client, "producer", now)
-        c.messages_in += appended
+        self._count_in(t, appended, client, now)
         return appended
+
+    def values_appended(self, t: TopicState, p: int, base: int, n: int, client: ClientRef,
+                        now: float) -> None:
+        """n plain values placed by `TopicState.place_values` in partition p are durable
+        from offset base: make them visible and count them."""
+        if base + n > t.visible_end[p]:
+            t.visible_end[p] = base + n
+        self._count_in(t, n, client, now)
+
+    def _count_in(self, t: TopicState, n: int, client: ClientRef, now: float) -> None:
+        self.rate_in.add(n, now)
+        t.rate_in.add(n, now)
+        self.clients.touch(client, "producer", now).messages_in += n
 
     def finish_send_runs(self, plan: SendPlan, bases: dict[int, int], client: ClientRef,
                          now: float) -> BatchSendResult:

@@ -127,17 +127,23 @@ class TopicState:
                             keep_from=self.starts()[p] if keep is None else keep)
         return log.size_bytes() + nbytes <= cap
 
-    def plan_values(self, values: list[bytes], created: bool) -> SendPlan:
-        """Plan a send of plain values (no keys, headers, ids or delay): all of them go,
-        as they are, to the next partition in round-robin order.
-        Raises BrokerError("message_too_large")."""
+    def place_values(self, values: list[bytes]) -> int:
+        """Pick the partition of a send of plain values (no keys, headers, ids or delay):
+        all of them go, as they are, to the next partition in round-robin order.
+        Returns the partition. Raises BrokerError("message_too_large")."""
         limit = self.max_message_bytes
-        if values and max(map(len, values)) > limit:
+        if (len(values[0]) > limit if len(values) == 1
+                else values and max(map(len, values)) > limit):
             i, size = next((i, len(v)) for i, v in enumerate(values) if len(v) > limit)
             raise BrokerError("message_too_large", f"message {i} is {size} bytes; topic "
                               f"{self.name!r} takes at most {limit}")
         rr = self.rr % len(self.logs)
         self.rr += 1
+        return rr
+
+    def plan_values(self, values: list[bytes], created: bool) -> SendPlan:
+        """`place_values` as a SendPlan. Raises BrokerError("message_too_large")."""
+        rr = self.place_values(values)
         return SendPlan(self, created, {rr: AppendEntry(values)} if values else {}, [],
                         single=rr)
 

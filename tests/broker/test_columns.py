@@ -3,6 +3,7 @@ receipts derived from a batch, range receipts settling a whole receive at once."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -34,6 +35,28 @@ async def test_send_columns_of_plain_values_answers_one_run(broker: Broker) -> N
                                        for r in first.runs] == [(0, 0, 3)]
     second = await broker.send_columns("t", [b"d"], P)
     assert not second.created and second.offsets() == [3]
+
+
+async def test_concurrent_single_sends_share_group_commits(broker: Broker) -> None:
+    await broker.create_topic("t")
+    committer = broker._committer
+    assert committer is not None
+    groups = committer.groups
+    got = await asyncio.gather(*(broker.send_columns("t", [b"%d" % i], P) for i in range(64)))
+    assert sorted(r.offsets()[0] for r in got) == list(range(64))
+    assert all(r.count == 1 and not r.created for r in got)
+    assert committer.groups - groups <= 2  # one group, split in two while no sync runs
+    assert broker.describe_topic("t").end_offsets == [64]
+
+
+async def test_a_send_to_an_invalid_topic_name_is_refused(broker: Broker) -> None:
+    for create in (True, False):
+        with pytest.raises(BrokerError) as err:
+            await broker.send_columns("../t", [b"a"], P, create=create)
+        assert err.value.code == "invalid_topic"
+    with pytest.raises(BrokerError) as err:
+        await broker.send_columns("absent", [b"a"], P, create=False)
+    assert err.value.code == "topic_not_found"
 
 
 async def test_send_columns_with_keys_or_ids_answers_per_message(broker: Broker) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import pytest
 
 from storage.api import AppendEntry, Damage, PartitionLog, RecordBatch
-from storage.committer import GroupCommitter
+from storage.committer import MERGE_MAX_BYTES, GroupCommitter
 from storage.errors import FsyncFailed, StorageError, StorageFull
 from storage.faults import SimFileSystem
 from storage.log import FileLog
@@ -25,6 +25,7 @@ class SpyLog:
     def __init__(self, inner: PartitionLog) -> None:
         self.inner = inner
         self.append_calls: list[int] = []  # entries per append_many call
+        self.append_records: list[int] = []  # records per append_many call
         self.syncs = 0
         self.hold = False
         self.sync_started = threading.Event()
@@ -44,6 +45,7 @@ class SpyLog:
 
     def append_many(self, entries: Sequence[AppendEntry]) -> list[int]:
         self.append_calls.append(len(entries))
+        self.append_records.append(sum(len(e.values) for e in entries))
         return self.inner.append_many(entries)
 
     def sync(self) -> None:
@@ -109,7 +111,9 @@ async def test_concurrent_appends_share_two_writes_and_two_syncs() -> None:
         asyncio.gather(*(c.append(log, entries(f"t{i}", n=2)) for i in range(64))), WAIT_S)
     # With no sync running, the group is split so one half's sync overlaps the other's write.
     # The second half is written while the first half's sync starts, which may cover it.
-    assert log.append_calls == [64, 64] and log.syncs in (1, 2)
+    # Each half's plain entries are merged into one batch: one entry per write.
+    assert log.append_calls == [1, 1] and log.append_records == [192, 192]
+    assert log.syncs in (1, 2)
     for i, bases in enumerate(results):
         assert bases == [i * 6, i * 6 + 3]
         assert values_at(log, bases[1], 3) == [f"t{i}-1-{r}".encode() for r in range(3)]
@@ -126,14 +130,50 @@ async def test_appends_arriving_during_a_sync_are_written_at_once_and_wait_for_t
     later = [asyncio.ensure_future(c.append(log, entries(f"l{i}"))) for i in range(10)]
     await asyncio.sleep(0)  # one turn: every task above has queued its entries
     await asyncio.sleep(0)  # the next: they are written together while the sync runs
-    assert log.append_calls == [1, 10]
+    assert log.append_records == [3, 30]
     assert not first.done() and not any(t.done() for t in later)  # nobody before the sync
     log.release.set()
     assert await asyncio.wait_for(first, WAIT_S) == [0]
     got = await asyncio.wait_for(asyncio.gather(*later), WAIT_S)
     assert got == [[3 + 3 * i] for i in range(10)]
-    assert log.append_calls == [1, 10] and log.syncs == 2
+    assert log.append_records == [3, 30] and log.syncs == 2
     assert c.groups == 2 and c.syncs == 2
+    await c.close()
+
+
+async def test_plain_entries_of_a_group_merge_into_one_batch_at_their_own_offsets() -> None:
+    flog = FileLog.open(SimFileSystem(), "/data/p0")
+    log = SpyLog(flog)
+    c = GroupCommitter("sync")
+    log.hold = True
+    first = asyncio.ensure_future(c.append(log, entries("first")))
+    await wait_thread(log.sync_started)  # a sync runs: the group below is not split
+    plain = [asyncio.ensure_future(c.append(log, entries(f"p{i}", n=2))) for i in range(3)]
+    keyed = asyncio.ensure_future(c.append(log, [AppendEntry([b"k"], [b"key"])]))
+    last = asyncio.ensure_future(c.append(log, entries("last")))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    # Three callers' six plain entries merge; the keyed one breaks the run.
+    assert log.append_calls[1:] == [3] and log.append_records[1:] == [22]
+    log.release.set()
+    got = await asyncio.wait_for(asyncio.gather(first, *plain, keyed, last), WAIT_S)
+    assert got == [[0], [3, 6], [9, 12], [15, 18], [21], [22]]
+    assert [len(b.values) for b in flog.read(3)] == [18, 1, 3]
+    assert values_at(log, 12, 3) == [b"p1-1-0", b"p1-1-1", b"p1-1-2"]
+    assert values_at(log, 22, 1) == [b"last-0-0"]
+    await c.close()
+    flog.close()
+
+
+async def test_merged_batches_stay_under_the_merge_cap() -> None:
+    log = SpyLog(MemoryLog())
+    c = GroupCommitter("sync")
+    value = b"v" * (MERGE_MAX_BYTES // 3)
+    got = await asyncio.gather(*(c.append(log, [AppendEntry([value])]) for i in range(8)))
+    assert [b for [b] in got] == list(range(8))
+    # Two halves of four (the split); at most three values fit one merged batch.
+    assert log.append_calls == [2, 2] and log.append_records == [4, 4]
+    assert all(len(b.values) <= 3 for b in log.read(0))
     await c.close()
 
 
