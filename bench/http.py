@@ -209,6 +209,7 @@ class Run:
     p99_ms: float
     cpu_us: float  # server CPU time (user + system) per request
     cores: float  # server CPU time per second of run
+    wrk_cores: float  # wrk's CPU time per second of run (near 1.0: wrk limits the rate)
     note: str = ""
 
 
@@ -239,14 +240,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
+def _children_cpu() -> float:
+    """User + system CPU time of this process's waited-for children (wrk) so far."""
+    t = os.times()
+    return t.children_user + t.children_system
+
+
 def run_wrk(wrk: str, args: argparse.Namespace, url: str, script: Path, name: str,
             per_request: int, server: int) -> Run:
     cmd = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s",
            "--latency", "-s", str(script), url]
-    cpu0, t0 = cpu_seconds(server), time.monotonic()
+    cpu0, wrk0, t0 = cpu_seconds(server), _children_cpu(), time.monotonic()
     out = subprocess.run(cmd, check=True, capture_output=True, text=True,
                          timeout=args.duration + 60).stdout
     cpu, elapsed = cpu_seconds(server) - cpu0, time.monotonic() - t0
+    wrk_cpu = _children_cpu() - wrk0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = 0
@@ -268,7 +276,7 @@ def run_wrk(wrk: str, args: argparse.Namespace, url: str, script: Path, name: st
         note = f"{received} received, {acked} acked, {empty} empty receives"
     return Run(name, rps, msgs, errors, _ms(p50.group(1)) if p50 else float("nan"),
                _ms(p99.group(1)) if p99 else float("nan"), cpu * 1e6 / max(total, 1),
-               cpu / elapsed, note)
+               cpu / elapsed, wrk_cpu / elapsed, note)
 
 
 async def _start(mode: list[str], log: Path) -> tuple[subprocess.Popen[bytes], int, str]:
@@ -289,8 +297,8 @@ def _median_run(runs: list[Run]) -> Run:
 
 def table(rounds: list[dict[str, Run]]) -> str:
     lines = ["| workload | requests/s | messages/s | vs target | rounds (msg/s) | "
-             "server CPU us/request | server cores | errors | p50 ms | p99 ms |",
-             "|---|---:|---:|---|---|---:|---:|---:|---:|---:|"]
+             "server CPU us/request | server cores | wrk cores | errors | p50 ms | p99 ms |",
+             "|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|"]
     for name in rounds[0]:
         runs = [r[name] for r in rounds]
         med = _median_run(runs)
@@ -310,7 +318,7 @@ def table(rounds: list[dict[str, Run]]) -> str:
         spread = " / ".join(f"{r.messages_s:,.0f}" for r in runs)
         cpu = statistics.median(r.cpu_us for r in runs)
         lines.append(f"| {name} | {med.requests_s:,.0f} | {med.messages_s:,.0f} | {verdict} | "
-                     f"{spread} | {cpu:,.0f} | {med.cores:.2f} | "
+                     f"{spread} | {cpu:,.0f} | {med.cores:.2f} | {med.wrk_cores:.2f} | "
                      f"{sum(r.errors for r in runs)} | {med.p50_ms:.2f} | {med.p99_ms:.2f} |")
     return "\n".join(lines)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 import pytest
@@ -122,3 +123,32 @@ def test_batch_with_a_lone_surrogate_takes_the_general_path() -> None:
     assert body.values == [b"ok", "\ud800".encode("utf-8", "surrogatepass")]
     with pytest.raises(BrokerError):
         bodies.send_from_json({"messages": ["ok", 5]}, None, LIMITS)
+
+
+form_bodies = st.one_of(
+    st.text().map(lambda t: urlencode({"message": t}).encode()),
+    st.text().map(lambda t: b"message=" + t.encode().replace(b"&", b"")),
+    st.dictionaries(st.sampled_from(["message", "key", "delay", "other"]),
+                    st.text("ab+%2 =é"), min_size=1).map(lambda d: urlencode(d).encode()),
+    st.binary(max_size=16).map(lambda b: b"message=" + b.replace(b"&", b"")),
+)
+
+
+def _outcome(parse: Callable[[], bodies.SendBody]) -> bodies.SendBody | str:
+    """What a parse answers: the body, or the code of its refusal."""
+    try:
+        return parse()
+    except BrokerError as exc:
+        return exc.code
+
+
+@given(form_bodies, st.none() | st.just("idem-1"))
+def test_form_body_fast_path_answers_as_the_field_table(body: bytes, idem: str | None) -> None:
+    general = _outcome(lambda: bodies.send_from_form(bodies.decode_form(body), idem))
+    assert _outcome(lambda: bodies.send_from_form_body(body, idem)) == general
+
+
+def test_form_body_that_is_not_utf8_is_refused() -> None:
+    with pytest.raises(BrokerError) as caught:
+        bodies.send_from_form_body(b"message=%ff%fe", None)
+    assert caught.value.code == "bad_request"

@@ -108,3 +108,29 @@ def test_receipt_results() -> None:
         {"receipt": "a", "ok": True},
         {"receipt": "b", "ok": False, "error": {"code": "stale_receipt", "message": "gone"}},
         {"receipt": "c", "ok": True, "deadline": 9.5}]}
+
+
+# Plain ASCII, JSON's escapes (quote, backslash, controls, DEL) and non-ASCII text: the
+# bulk path takes the first kind only, and both paths must write what json writes.
+texts = st.text(st.sampled_from('abc 09:{}~"\\\n\t\x00\x7fé€'), max_size=12)
+
+
+@given(st.lists(texts, min_size=1, max_size=6), st.integers(0, 2**62), st.integers(1, 3))
+def test_text_leases_render_exactly_as_json_dumps(values: list[str], offset: int,
+                                                  count: int) -> None:
+    b = DeliveryBatch("t", "g", 2, offset, [v.encode() for v in values], None, None,
+                      1_764_300_000_000, count, 77, 1_764_300_030.25, "abc123")
+    expected = {"topic": "t", "group": "g", "messages": [
+        {"message": v, "receipt": f"abc123:77:2:{offset + i}:t:g", "topic": "t",
+         "partition": 2, "offset": offset + i, "delivery_count": count, "key": None,
+         "headers": None, "timestamp": 1_764_300_000_000, "deadline": 1_764_300_030.25}
+        for i, v in enumerate(values)]}
+    assert render.deliveries("t", "g", [b]) == render.dumps(expected).encode()
+
+
+@given(st.lists(texts, max_size=5))
+def test_settled_renders_exactly_as_json_dumps(receipts: list[str]) -> None:
+    expected = {"results": [{"receipt": r, "ok": True} for r in receipts]}
+    assert render.settled(receipts) == render.dumps(expected).encode()
+    assert render.receipt_results([ReceiptResult(r) for r in receipts]) == render.settled(
+        receipts)
