@@ -6,7 +6,9 @@ Every system runs as a subprocess on 127.0.0.1 with a private data dir under one
 dir, started and torn down by this script. For 100 B and 1 KiB messages it measures
 produce throughput, consume+ack throughput of the produced backlog, end-to-end
 throughput with producer and consumer running together, and latency percentiles at a
-paced 5,000 msg/s; then spoolmq's broker memory with a large backlog and with a consumer
+paced 5,000 msg/s; then, when spoolmq's consume+ack is below its target, the same
+consume+ack on a spoolmq broker without fsync to show what the fsync costs; then
+spoolmq's broker memory with a large backlog and with a consumer
 that acks every other message. Systems are interleaved workload by workload so a noisy
 moment on the shared machine falls on all of them. Writes bench/results/broker.md and
 broker.png. Every loop is bounded by a message count and a time cap.
@@ -20,6 +22,7 @@ import contextlib
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bench.common import (
+    ACK_DEPTH,
     FETCH_MAX,
     FULL,
     LATENCY_RATE,
@@ -39,8 +43,8 @@ from bench.common import (
     stamp_of,
     stamped,
 )
-from bench.peers import PEERS, Consumer, Peer, Producer, start_peers
-from bench.peers.spoolmq import RssResult, run_rss
+from bench.peers import BASELINE, PEERS, Consumer, Fetched, Peer, Producer, start_peers
+from bench.peers.spoolmq import RssResult, SpoolPeer, run_rss
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CALL_CAP_S = 60.0  # one publish/fetch/ack call that takes longer than this is a failure
@@ -67,6 +71,10 @@ class Outcome:
     # latency only: (received, offered); the percentiles mean little when the system did
     # not carry the offered rate
     carried: tuple[int, int] | None = None
+    wall_s: float | None = None
+    server_cpu_s: float | None = None
+    client_cpu_s: float | None = None
+    consumer: ConsumerTimes | None = None  # throughput consumers only
 
     @property
     def sustained(self) -> bool:
@@ -101,11 +109,91 @@ class CpuMeter:
         self.peer = peer
         self.server0 = peer.cpu_s()
         self.client0 = time.process_time()
+        self.server = self.client = 0.0
+
+    def stop(self) -> CpuMeter:
+        self.server = self.peer.cpu_s() - self.server0
+        self.client = time.process_time() - self.client0
+        return self
 
     def __str__(self) -> str:
-        server = self.peer.cpu_s() - self.server0
-        client = time.process_time() - self.client0
-        return f"CPU server {server:.1f} s, clients {client:.1f} s"
+        return f"CPU server {self.server:.1f} s, clients {self.client:.1f} s"
+
+
+@dataclass
+class ConsumerTimes:
+    """Where a throughput consumer's wall time went, as seen from the client."""
+
+    fetches: int = 0
+    fetch_s: float = 0.0  # awaiting fetch (its round trip, or the wait for pushed messages)
+    ack_block_s: float = 0.0  # awaiting acks: the consumer could not fetch meanwhile
+    acks: int = 0
+    ack_rtt_s: float = 0.0  # sum over acks of start to answer, overlapped or not
+
+    def __str__(self) -> str:
+        rtt = self.ack_rtt_s / self.acks * 1000 if self.acks else 0.0
+        return (f"{self.fetches:,} fetches {self.fetch_s:.1f} s, blocked on acks "
+                f"{self.ack_block_s:.1f} s, ack round trip mean {rtt:.1f} ms")
+
+
+class AckingConsumer:
+    """A throughput consumer: fetch, then ack what came, the way each client is fastest.
+
+    An ack that waits for the server (`Consumer.ack_confirmed`) runs as a task while the
+    next fetch is in flight, at most ACK_DEPTH of them outstanding; other acks are
+    awaited in line since they return once written. A message counts as consumed when
+    its ack returned.
+    """
+
+    def __init__(self, cons: Consumer) -> None:
+        self.cons = cons
+        self.depth = ACK_DEPTH if cons.ack_confirmed else 0
+        self.times = ConsumerTimes()
+        self.fetched = 0
+        self.acked = 0
+        self.last_ack = time.monotonic()
+        self._pending: deque[tuple[asyncio.Task[float], int]] = deque()
+
+    async def fetch(self, max_messages: int, wait_s: float) -> Fetched:
+        t0 = time.perf_counter()
+        fetched = await bounded(self.cons.fetch(max_messages, wait_s))
+        self.times.fetch_s += time.perf_counter() - t0
+        self.times.fetches += 1
+        self.fetched += len(fetched.values)
+        return fetched
+
+    async def _ack(self, fetched: Fetched) -> float:
+        t0 = time.perf_counter()
+        await bounded(self.cons.ack(fetched))
+        return time.perf_counter() - t0
+
+    async def ack(self, fetched: Fetched) -> None:
+        if fetched.values:
+            task = asyncio.create_task(self._ack(fetched))
+            self._pending.append((task, len(fetched.values)))
+        await self._settle(self.depth)
+
+    async def drain(self) -> None:
+        await self._settle(0)
+
+    async def _settle(self, keep: int) -> None:
+        """Collect finished acks, waiting while more than `keep` are outstanding."""
+        while self._pending and (len(self._pending) > keep or self._pending[0][0].done()):
+            task, n = self._pending[0]
+            t0 = time.perf_counter()
+            rtt = await task
+            self.times.ack_block_s += time.perf_counter() - t0
+            self._pending.popleft()
+            self.times.acks += 1
+            self.times.ack_rtt_s += rtt
+            self.acked += n
+            self.last_ack = time.monotonic()
+
+    async def abandon(self) -> None:
+        for task, _ in self._pending:
+            task.cancel()
+        await asyncio.gather(*(t for t, _ in self._pending), return_exceptions=True)
+        self._pending.clear()
 
 
 async def _close(*drivers: Producer | Consumer | None) -> None:
@@ -131,25 +219,31 @@ async def produce_consume(peer: Peer, topic: str, size: int, plan: Plan
         produce_s = time.monotonic() - t0
     finally:
         await _close(prod)
-    produced = Outcome(sent / produce_s, detail=f"{sent:,} msgs in {produce_s:.1f} s; {cpu}")
+    cpu.stop()
+    produced = Outcome(sent / produce_s, detail=f"{sent:,} msgs in {produce_s:.1f} s; {cpu}",
+                       wall_s=produce_s, server_cpu_s=cpu.server, client_cpu_s=cpu.client)
 
     cpu = CpuMeter(peer)
     t0 = time.monotonic()
     cons = await bounded(peer.consumer(topic))
+    acking = AckingConsumer(cons)
     try:
-        got = 0
-        while got < sent and time.monotonic() - t0 < plan.consume_cap_s:
-            fetched = await bounded(cons.fetch(FETCH_MAX, POLL_S))
-            if fetched.values:
-                await bounded(cons.ack(fetched))
-                got += len(fetched.values)
+        while acking.fetched < sent and time.monotonic() - t0 < plan.consume_cap_s:
+            await acking.ack(await acking.fetch(FETCH_MAX, POLL_S))
+        await acking.drain()
         consume_s = time.monotonic() - t0
     finally:
+        await acking.abandon()
         await _close(cons)
         with contextlib.suppress(Exception):
             await bounded(peer.delete_topic(topic))
+    cpu.stop()
+    got = acking.acked
     consumed = Outcome(got / consume_s,
-                       detail=f"{got:,} of {sent:,} in {consume_s:.1f} s; {cpu}")
+                       detail=f"{got:,} of {sent:,} in {consume_s:.1f} s; {cpu}; "
+                       f"{acking.times}",
+                       wall_s=consume_s, server_cpu_s=cpu.server, client_cpu_s=cpu.client,
+                       consumer=acking.times)
     return produced, consumed
 
 
@@ -162,7 +256,7 @@ async def end_to_end(peer: Peer, topic: str, size: int, plan: Plan) -> Outcome:
     try:
         cons = await bounded(peer.consumer(topic))
         prod = await bounded(peer.producer(topic))
-        state = {"sent": 0, "got": 0, "producing": 1}
+        state = {"sent": 0, "producing": 1}
         cpu = CpuMeter(peer)
         t0 = time.monotonic()
 
@@ -175,28 +269,32 @@ async def end_to_end(peer: Peer, topic: str, size: int, plan: Plan) -> Outcome:
             finally:
                 state["producing"] = 0
 
-        async def consume(c: Consumer) -> float:
-            last = t0
+        acking = AckingConsumer(cons)
+        acking.last_ack = t0
+
+        async def consume() -> None:
             deadline = t0 + plan.e2e_cap_s + DRAIN_CAP_S
-            while time.monotonic() < deadline:
-                if not state["producing"] and state["got"] >= state["sent"]:
-                    break
-                fetched = await bounded(c.fetch(FETCH_MAX, 0.2))
-                if fetched.values:
-                    await bounded(c.ack(fetched))
-                    state["got"] += len(fetched.values)
-                    last = time.monotonic()
-            return last
+            try:
+                while time.monotonic() < deadline:
+                    if not state["producing"] and acking.fetched >= state["sent"]:
+                        break
+                    await acking.ack(await acking.fetch(FETCH_MAX, 0.2))
+                await acking.drain()
+            finally:
+                await acking.abandon()
 
         # A TaskGroup: when one side fails, the other is cancelled rather than left running.
         async with asyncio.TaskGroup() as tg:
             tg.create_task(produce(prod))
-            consuming = tg.create_task(consume(cons))
-        last = consuming.result()
-        elapsed = max(last - t0, 1e-9)
-        return Outcome(state["got"] / elapsed,
-                       detail=f"{state['got']:,} of {state['sent']:,} consumed in "
-                       f"{elapsed:.1f} s; {cpu}")
+            tg.create_task(consume())
+        cpu.stop()
+        got = acking.acked
+        elapsed = max(acking.last_ack - t0, 1e-9)
+        return Outcome(got / elapsed,
+                       detail=f"{got:,} of {state['sent']:,} consumed in "
+                       f"{elapsed:.1f} s; {cpu}; {acking.times}",
+                       wall_s=elapsed, server_cpu_s=cpu.server, client_cpu_s=cpu.client,
+                       consumer=acking.times)
     finally:
         await _close(prod, cons)
         with contextlib.suppress(Exception):
@@ -258,11 +356,50 @@ async def latency(peer: Peer, topic: str, size: int, plan: Plan) -> Outcome:
         await _close(prod, cons)
         with contextlib.suppress(Exception):
             await bounded(peer.delete_topic(topic))
+    if cpu is not None:
+        cpu.stop()
     ms = sorted(s / 1e6 for s in samples)
     p50, p99, p999 = (percentile(ms, q) for q in (50, 99, 99.9))
     return Outcome(p99, p50, p99, p999, carried=(len(ms), expected),
                    detail=(f"{len(ms):,} of {expected:,} received, max {ms[-1]:.1f} ms"
                            if ms else "nothing received") + f"; {cpu}")
+
+
+def consume_short(table: Table, plan: Plan) -> bool:
+    """Whether spoolmq's consume+ack missed 3x Redis at some size."""
+    for size in plan.sizes:
+        mine, base = table.best("consume", size, "spoolmq"), table.best("consume", size, BASELINE)
+        if (mine is None or base is None or mine.error or base.error or not mine.value
+                or not base.value or mine.value < 3 * base.value):
+            return True
+    return False
+
+
+async def fsync_diagnosis(sync_peer: Peer, workdir: Path, plan: Plan,
+                          log: Callable[[str], None]) -> dict[int, tuple[Outcome, Outcome]]:
+    """consume+ack on the running spoolmq broker and, right after it, on one started with
+    `--durability none`, per size: what the fdatasync before each ack costs the consumer.
+    Returns (sync, none) consume outcomes by size."""
+    out: dict[int, tuple[Outcome, Outcome]] = {}
+    nofsync = SpoolPeer(durability="none")
+    try:
+        await nofsync.start(workdir, plan.peer_start_cap_s)
+        for size in plan.sizes:
+            pair = []
+            for tag, peer in (("sync", sync_peer), ("none", nofsync)):
+                res = await attempt(partial(produce_consume, peer, f"bench_diag_{size}_{tag}",
+                                            size, plan))
+                consumed = res[1] if isinstance(res, tuple) else res
+                pair.append(consumed)
+                log(f"diagnosis {size:>5} B consume  spoolmq durability {tag:4} "
+                    f"{_fmt_rate(consumed)}")
+            out[size] = (pair[0], pair[1])
+    except Exception as exc:  # the diagnosis is an aside: report it, keep the run
+        log(f"diagnosis failed: {type(exc).__name__}: {exc}")
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nofsync.stop(), 30)
+    return out
 
 
 async def attempt(run: Callable[[], Awaitable[Any]]) -> Any:
@@ -333,6 +470,7 @@ async def main_async(args: argparse.Namespace) -> int:
 
     table = Table()
     rss: RssResult | None = None
+    diagnosis: dict[int, tuple[Outcome, Outcome]] = {}
     with tempfile.TemporaryDirectory(prefix="spoolmq-bench-") as tmp:
         workdir = Path(tmp)
         log(f"plan {plan.name}: starting {', '.join(keys)} under {workdir}")
@@ -341,6 +479,9 @@ async def main_async(args: argparse.Namespace) -> int:
             log(f"{key} unavailable: {why}")
         try:
             await run_peers(peers, plan, table, log)
+            if "spoolmq" in peers and BASELINE in peers and consume_short(table, plan):
+                diagnosis = await fsync_diagnosis(peers["spoolmq"], workdir / "nofsync", plan,
+                                                  log)
         finally:
             for peer in peers.values():
                 with contextlib.suppress(Exception):
@@ -350,7 +491,7 @@ async def main_async(args: argparse.Namespace) -> int:
         elif "spoolmq" in keys:
             rss = RssResult(error=failed.get("spoolmq", "skipped (--skip-rss)"))
     markdown = write_report(RESULTS, plan, keys, peers, failed, table, rss,
-                            elapsed_s=time.monotonic() - started)
+                            elapsed_s=time.monotonic() - started, diagnosis=diagnosis)
     print(markdown)
     return 0
 

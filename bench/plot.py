@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.common import (
+    ACK_DEPTH,
     FETCH_MAX,
     LATENCY_RATE,
     LATENCY_TICK_S,
@@ -164,6 +165,66 @@ def rss_lines(rss: RssResult | None) -> list[str]:
     return lines
 
 
+def consumer_lines(table: Table, plan: Plan, keys: Sequence[str],
+                   diagnosis: dict[int, tuple[Outcome, Outcome]]) -> list[str]:
+    """Where spoolmq's consume+ack wall time went, next to Redis's; and what fsync costs."""
+    if "spoolmq" not in keys:
+        return []
+    lines = [
+        "Best consume+ack round per size. CPU is seconds on a core over the workload's wall "
+        "time (the machine has 2 cores; the client process also holds the idle "
+        "connections of the other peers, which cost nothing). 'fetch' is the time the "
+        "consumer awaited fetches, 'blocked on acks' the time it could not fetch because "
+        f"{ACK_DEPTH} confirmed acks were still unanswered; the ack round trip overlaps the next "
+        "fetch, so it is not part of either.",
+        "",
+        "| system, size | msg/s | wall | server CPU | client CPU | fetch | blocked on acks "
+        "| ack round trip (mean) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for size in plan.sizes:
+        for key in (BASELINE, "spoolmq"):
+            o = table.best("consume", size, key)
+            if o is None or o.error or o.wall_s is None or o.consumer is None:
+                continue
+            t = o.consumer
+            rtt = t.ack_rtt_s / t.acks * 1000 if t.acks else 0.0
+            lines.append(
+                f"| {PEERS[key].name}, {size_label(size)} | {o.value:,.0f} | "
+                f"{o.wall_s:.2f} s | {o.server_cpu_s or 0:.2f} s "
+                f"({(o.server_cpu_s or 0) / o.wall_s:.0%}) | {o.client_cpu_s or 0:.2f} s "
+                f"({(o.client_cpu_s or 0) / o.wall_s:.0%}) | {t.fetch_s:.2f} s | "
+                f"{t.ack_block_s:.2f} s | {rtt:.1f} ms |")
+    if diagnosis:
+        lines += [
+            "",
+            "The fsync's share, measured right after the main rounds: consume+ack on the "
+            "same spoolmq broker (durability sync), then on a second spoolmq broker started "
+            "with `--durability none` (no fdatasync before the ack), same consumer:",
+            "",
+        ]
+        for size, (sync, none) in diagnosis.items():
+            if sync.error or none.error or not sync.value or not none.value:
+                lines.append(f"- {size_label(size)}: not measured "
+                             f"({sync.error or none.error or 'no data'})")
+                continue
+            lines.append(
+                f"- {size_label(size)}: sync {sync.value:,.0f} msg/s "
+                f"(server CPU {sync.server_cpu_s or 0:.1f} s, client CPU "
+                f"{sync.client_cpu_s or 0:.1f} s over {sync.wall_s or 0:.1f} s), none "
+                f"{none.value:,.0f} msg/s (server CPU {none.server_cpu_s or 0:.1f} s, client "
+                f"CPU {none.client_cpu_s or 0:.1f} s over {none.wall_s or 0:.1f} s): "
+                + (f"without the fsync the consumer is {none.value / sync.value:.2f}x as fast, "
+                   f"so waiting on fdatasync is about {1 - sync.value / none.value:.0%} of "
+                   "the sync wall time."
+                   if none.value > 1.1 * sync.value else
+                   f"no faster without the fsync ({none.value / sync.value:.2f}x, within this "
+                   "machine's noise), so with the ack overlapped the fdatasync is hidden "
+                   "behind the next receive and the consumer's time is its receive round "
+                   "trips, i.e. client and broker CPU."))
+    return lines
+
+
 def detail_lines(table: Table, plan: Plan, keys: Sequence[str]) -> list[str]:
     lines = []
     for workload in ("produce", "consume", "e2e", "latency"):
@@ -178,7 +239,8 @@ def detail_lines(table: Table, plan: Plan, keys: Sequence[str]) -> list[str]:
 
 def write_report(out_dir: Path, plan: Plan, keys: Sequence[str], peers: dict[str, Peer],
                  failed: dict[str, str], table: Table, rss: RssResult | None,
-                 elapsed_s: float) -> str:
+                 elapsed_s: float,
+                 diagnosis: dict[int, tuple[Outcome, Outcome]] | None = None) -> str:
     """Write broker.md and broker.png under out_dir; return the markdown."""
     out_dir.mkdir(parents=True, exist_ok=True)
     names = [PEERS[k].name for k in keys]
@@ -189,7 +251,9 @@ def write_report(out_dir: Path, plan: Plan, keys: Sequence[str], peers: dict[str
         f"`.venv/bin/python -m bench.broker{' --quick' if plan.name == 'quick' else ''}`, "
         f"{now}, plan `{plan.name}` ({plan.rounds} interleaved round(s), best round per "
         f"system), {elapsed_s / 60:.1f} min. Machine: {machine_summary()}; shared and noisy, "
-        "so compare the systems within this run rather than across runs."
+        "so compare the systems within this run rather than across runs. Load average "
+        "(1/5/15 min) when the report was written: "
+        + ", ".join(f"{v:.2f}" for v in os.getloadavg()) + "."
         + (f" This run had PYTHONOPTIMIZE={os.environ['PYTHONOPTIMIZE']} (asserts off) in "
            "every Python process, the spoolmq broker's included."
            if os.environ.get("PYTHONOPTIMIZE") else ""),
@@ -228,6 +292,10 @@ def write_report(out_dir: Path, plan: Plan, keys: Sequence[str], peers: dict[str
         "",
         *target_lines(table, plan, keys, rss),
         "",
+        "## Where spoolmq's consume+ack time goes",
+        "",
+        *consumer_lines(table, plan, keys, diagnosis or {}),
+        "",
         "## How it was measured",
         "",
         "- Every server runs as a subprocess on 127.0.0.1 with a private data dir in a temp "
@@ -237,10 +305,22 @@ def write_report(out_dir: Path, plan: Plan, keys: Sequence[str], peers: dict[str
         "confirmation: a pipeline of XADD (redis-py asyncio, hiredis), 1,000 gathered "
         "`publish_async` PubAcks (nats-py), 1,000 gathered confirmed publishes of persistent "
         "messages (aio-pika), one `send_batch` (spoolmq).",
-        f"- Consumers fetch up to {FETCH_MAX} at a time and ack them: XREADGROUP COUNT "
-        f"{FETCH_MAX} + XACK; JetStream durable pull consumer `fetch({FETCH_MAX})` + one ack "
-        f"per message; aio-pika prefetch {FETCH_MAX} + `ack(multiple=True)` on the last tag; "
-        f"spoolmq `receive(max={FETCH_MAX})` + `ack`.",
+        f"- Throughput consumers (consume+ack and end-to-end) fetch up to {FETCH_MAX} at a "
+        "time and ack them, each the way its client is fastest; a message counts as "
+        "consumed when its ack returned. Where the ack waits for the server's answer, and "
+        f"so for its fsync, it runs as a task while the next fetch is in flight, at most "
+        f"{ACK_DEPTH} acks outstanding, all awaited at the end: Redis Streams "
+        f"XREADGROUP COUNT {FETCH_MAX} + XACK of the previous batch (redis-py's connection "
+        "pool gives the concurrent XACK a second connection; Redis answers what one event "
+        "loop iteration read after one AOF fsync); spoolmq `receive(max="
+        f"{FETCH_MAX})` (columnar runs, one lease per run) + `ack` of the previous batch "
+        "as one range receipt per run, both pipelined on the client's one connection "
+        "(the ack returns after the fdatasync of the group state). JetStream durable pull "
+        f"consumer `fetch({FETCH_MAX})` + one `Msg.ack()` per message, and aio-pika prefetch "
+        f"{FETCH_MAX} + `ack(multiple=True)` on the last delivery tag: neither ack has a "
+        "reply (they return once written, and are not confirmed durable when they do), so "
+        "they are awaited in line and already overlap the next fetch. The latency "
+        "workload's consumer acks in line after each fetch for every system.",
         f"- produce: up to {plan.produce_count:,} messages or {plan.produce_cap_s:.0f} s; "
         "consume+ack: the backlog that produce left, from a new connection; end-to-end: "
         f"producer and consumer together, up to {plan.e2e_count:,} messages or "

@@ -44,6 +44,11 @@ class Consumer(abc.ABC):
     # The wait a latency-measuring consumer passes to `fetch`; None: the workload's own
     # long poll, for clients whose fetch returns as soon as anything is ready.
     low_latency_wait_s: float | None = None
+    # True when `ack` waits for the server's answer (and so for its fsync): the throughput
+    # workloads then run it as a task while the next fetch is in flight. False when the
+    # client's ack is a fire-and-forget frame that returns once written, which overlaps
+    # the next fetch by itself.
+    ack_confirmed: bool = True
 
     @abc.abstractmethod
     async def fetch(self, max_messages: int, wait_s: float) -> Fetched:
@@ -51,7 +56,7 @@ class Consumer(abc.ABC):
 
     @abc.abstractmethod
     async def ack(self, fetched: Fetched) -> None:
-        """Acknowledge everything in `fetched`."""
+        """Acknowledge everything in `fetched`; raise if the server refused any of it."""
 
     async def ack_some(self, fetched: Fetched, keep: Sequence[int]) -> None:
         """Acknowledge only the messages at the indexes in `keep` (default: unsupported)."""

@@ -2,7 +2,9 @@
 
 Producers issue 1,000 `publish_async` calls and gather their PubAcks (nats-py's
 recommended way to keep many publishes in flight); consumers use a durable pull
-consumer with explicit acks, `fetch(500)` and one ack per message.
+consumer with explicit acks, `fetch(500)` and one ack per message. `Msg.ack()` publishes
+the ack and returns without waiting for the server (`ack_sync` would wait), so the next
+fetch is never held up by acks.
 
 Durability, said plainly: the Debian build (2.9.x) has no `sync_interval` setting (its
 config parser rejects the key; it arrived in 2.10), so JetStream acknowledges a publish
@@ -46,6 +48,7 @@ class NatsProducer(Producer):
 
 class NatsConsumer(Consumer):
     low_latency_wait_s = LOW_LATENCY_WAIT_S
+    ack_confirmed = False  # Msg.ack() is a publish without a reply
 
     def __init__(self, nc: Any, psub: Any) -> None:
         self._nc = nc

@@ -3,7 +3,9 @@
 Producers publish persistent messages on a channel with publisher confirms, 1,000 in
 flight, and wait for every confirm (RabbitMQ confirms a persistent message on a durable
 queue once it is fsynced). Consumers use manual acks with prefetch 500; a fetch takes
-what has been pushed and the ack uses `multiple=True` on its last delivery tag.
+what has been pushed and the ack uses `multiple=True` on its last delivery tag. AMQP's
+basic.ack has no reply, so the ack returns once written and the broker keeps pushing
+deliveries meanwhile.
 
 Isolation: node name, AMQP port, Erlang distribution port, epmd port, mnesia and log dirs
 are all private to this run and bound to 127.0.0.1; no plugins. The Erlang schedulers are
@@ -53,6 +55,10 @@ class RabbitProducer(Producer):
 
 
 class RabbitConsumer(Consumer):
+    # basic.ack has no reply; acks also must reach the channel in delivery tag order for
+    # multiple=True, which running them one after another keeps.
+    ack_confirmed = False
+
     def __init__(self, conn: Any) -> None:
         self._conn = conn
         self._buffer: list[Any] = []

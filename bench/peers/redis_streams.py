@@ -1,7 +1,10 @@
 """Redis Streams, the baseline: redis-server with AOF and `appendfsync always`.
 
 Producers pipeline 1,000 XADDs per round trip (redis-py asyncio, hiredis parser);
-consumers XREADGROUP COUNT 500 in group `bench` and XACK what they got. With
+consumers XREADGROUP COUNT 500 in group `bench` and XACK what they got. XACK waits for
+the AOF fsync, so the throughput workloads run it as a task while the next XREADGROUP
+is in flight; redis-py's connection pool gives the concurrent XACK a second connection,
+and Redis answers both after one fsync when they land in one event loop iteration. With
 `appendfsync always` Redis fsyncs the AOF before it answers the commands of one event
 loop iteration, so a pipeline shares one fsync. RDB snapshots are off: the AOF is the
 only persistence, inside the peer's private dir.
@@ -54,7 +57,9 @@ class RedisConsumer(Consumer):
 
     async def ack(self, fetched: Fetched) -> None:
         if fetched.token:
-            await self._r.xack(self._stream, GROUP, *fetched.token)
+            acked = await self._r.xack(self._stream, GROUP, *fetched.token)
+            if acked != len(fetched.token):
+                raise RuntimeError(f"XACK acked {acked} of {len(fetched.token)}")
 
     async def close(self) -> None:
         await self._r.aclose()

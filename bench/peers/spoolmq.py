@@ -1,9 +1,12 @@
 """spoolmq: `spoolmq broker` as a subprocess with a private data dir, default durability.
 
 Producers call `send_batch` with 1,000 values (one request, one group-committed fsync
-before the reply); consumers call `receive(max=500)` in group `bench` and ack the
-returned messages in one call. The broker runs in its own process, never in the
-benchmark's, so its memory is that process's VmRSS/VmHWM.
+before the reply); consumers call `receive(max=500)` in group `bench`, which comes back
+as columnar runs (one lease per run), and ack the returned messages in one call, which
+the client sends as one range receipt per run. The ack waits for the fdatasync of the
+group state, so the throughput workloads keep it in flight while the next receive runs
+(the client pipelines requests on its one connection). The broker runs in its own
+process, never in the benchmark's, so its memory is that process's VmRSS/VmHWM.
 
 Also home of the memory workload (`run_rss`), which only spoolmq runs: a large backlog,
 a restart over it, and a consumer that acks every other message.
@@ -59,7 +62,9 @@ class SpoolConsumer(Consumer):
 
     async def ack(self, fetched: Fetched) -> None:
         if fetched.token:
-            await self._c.ack(fetched.token)
+            failed = await self._c.ack(fetched.token)
+            if failed:
+                raise RuntimeError(f"{len(failed)} acks failed, first: {failed[0]}")
 
     async def ack_some(self, fetched: Fetched, keep: Sequence[int]) -> None:
         if keep:
@@ -73,11 +78,12 @@ class SpoolPeer(Peer):
     name = "spoolmq"
     durability = "sync (default): fdatasync before the ack, group commit"
 
-    def __init__(self) -> None:
+    def __init__(self, durability: str | None = None) -> None:
         super().__init__()
         self.port = 0
         self._admin: Any = None
         self.data_dir: Path | None = None
+        self.durability_flag = durability  # None: the broker's default (sync)
 
     def url(self) -> str:
         return f"tcp://{HOST}:{self.port}"
@@ -100,6 +106,8 @@ class SpoolPeer(Peer):
         self.port = free_port()
         argv = [exe, "broker", "--data-dir", str(self.data_dir), "--log-dir", str(base / "logs"),
                 "--host", HOST, "--tcp-port", str(self.port)]
+        if self.durability_flag is not None:
+            argv += ["--durability", self.durability_flag]
         # Defaults only: a SPOOLMQ_* setting in the caller's environment must not leak in.
         env = {k: v for k, v in os.environ.items() if not k.startswith("SPOOLMQ_")}
         self.proc = spawn(argv, workdir / "spoolmq.log", env=env, inherit=False)
