@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from bench.common import (
     ACK_DEPTH,
+    FETCH_DEPTH,
     FETCH_MAX,
     FULL,
     LATENCY_RATE,
@@ -139,7 +140,10 @@ class ConsumerTimes:
 class AckingConsumer:
     """A throughput consumer: fetch, then ack what came, the way each client is fastest.
 
-    An ack that waits for the server (`Consumer.ack_confirmed`) runs as a task while the
+    When the driver allows concurrent fetches (`Consumer.concurrent_fetch`), FETCH_DEPTH
+    of them are in flight: fetch N+1 is issued before fetch N's messages are handed
+    over, so the server prepares the next batch while the client decodes and acks this
+    one. An ack that waits for the server (`Consumer.ack_confirmed`) runs as a task while the
     next fetch is in flight, at most ACK_DEPTH of them outstanding; other acks are
     awaited in line since they return once written. A message counts as consumed when
     its ack returned.
@@ -148,15 +152,27 @@ class AckingConsumer:
     def __init__(self, cons: Consumer) -> None:
         self.cons = cons
         self.depth = ACK_DEPTH if cons.ack_confirmed else 0
+        self.fetch_depth = FETCH_DEPTH if cons.concurrent_fetch else 1
+        self._fetches: deque[asyncio.Task[Fetched]] = deque()
         self.times = ConsumerTimes()
         self.fetched = 0
         self.acked = 0
         self.last_ack = time.monotonic()
         self._pending: deque[tuple[asyncio.Task[float], int]] = deque()
 
-    async def fetch(self, max_messages: int, wait_s: float) -> Fetched:
+    async def fetch(self, max_messages: int, wait_s: float, want: int | None = None
+                    ) -> Fetched:
+        """The oldest fetch in flight, after topping up to `fetch_depth` fetches in flight;
+        with `want`, no extra fetch is issued once those in flight could bring the
+        messages fetched so far to `want` (it would only wait out its long poll)."""
+        fetches = self._fetches
+        while len(fetches) < self.fetch_depth and (
+                not fetches or want is None
+                or self.fetched + len(fetches) * max_messages < want):
+            fetches.append(asyncio.create_task(bounded(self.cons.fetch(max_messages, wait_s))))
         t0 = time.perf_counter()
-        fetched = await bounded(self.cons.fetch(max_messages, wait_s))
+        fetched = await fetches[0]
+        fetches.popleft()
         self.times.fetch_s += time.perf_counter() - t0
         self.times.fetches += 1
         self.fetched += len(fetched.values)
@@ -190,10 +206,13 @@ class AckingConsumer:
             self.last_ack = time.monotonic()
 
     async def abandon(self) -> None:
-        for task, _ in self._pending:
+        tasks: list[asyncio.Task[Any]] = [t for t, _ in self._pending]
+        tasks += self._fetches
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*(t for t, _ in self._pending), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._pending.clear()
+        self._fetches.clear()
 
 
 async def _close(*drivers: Producer | Consumer | None) -> None:
@@ -229,7 +248,7 @@ async def produce_consume(peer: Peer, topic: str, size: int, plan: Plan
     acking = AckingConsumer(cons)
     try:
         while acking.fetched < sent and time.monotonic() - t0 < plan.consume_cap_s:
-            await acking.ack(await acking.fetch(FETCH_MAX, POLL_S))
+            await acking.ack(await acking.fetch(FETCH_MAX, POLL_S, want=sent))
         await acking.drain()
         consume_s = time.monotonic() - t0
     finally:
@@ -278,7 +297,8 @@ async def end_to_end(peer: Peer, topic: str, size: int, plan: Plan) -> Outcome:
                 while time.monotonic() < deadline:
                     if not state["producing"] and acking.fetched >= state["sent"]:
                         break
-                    await acking.ack(await acking.fetch(FETCH_MAX, 0.2))
+                    want = None if state["producing"] else state["sent"]
+                    await acking.ack(await acking.fetch(FETCH_MAX, 0.2, want))
                 await acking.drain()
             finally:
                 await acking.abandon()
@@ -412,13 +432,16 @@ async def attempt(run: Callable[[], Awaitable[Any]]) -> Any:
         return Outcome(error=f"{type(exc).__name__}: {exc}"[:200])
 
 
+WORKLOADS = ("consume", "e2e", "latency")  # "consume" is produce then consume+ack
+
+
 async def run_peers(peers: dict[str, Peer], plan: Plan, table: Table,
-                    log: Callable[[str], None]) -> None:
+                    log: Callable[[str], None], workloads: Sequence[str] = WORKLOADS) -> None:
     keys = list(peers)
     for rnd in range(plan.rounds):
         order = keys[rnd % len(keys):] + keys[:rnd % len(keys)]  # rotate who goes first
         for size in plan.sizes:
-            for key in order:
+            for key in order if "consume" in workloads else ():
                 res = await attempt(partial(produce_consume, peers[key],
                                             f"bench_pc_{size}_{rnd}", size, plan))
                 pair = res if isinstance(res, tuple) else (res, res)
@@ -426,12 +449,12 @@ async def run_peers(peers: dict[str, Peer], plan: Plan, table: Table,
                 table.add("consume", size, key, pair[1])
                 log(f"round {rnd + 1} {size:>5} B produce  {key:9} {_fmt_rate(pair[0])}")
                 log(f"round {rnd + 1} {size:>5} B consume  {key:9} {_fmt_rate(pair[1])}")
-            for key in order:
+            for key in order if "e2e" in workloads else ():
                 res = await attempt(partial(end_to_end, peers[key], f"bench_e2e_{size}_{rnd}",
                                             size, plan))
                 table.add("e2e", size, key, res)
                 log(f"round {rnd + 1} {size:>5} B e2e      {key:9} {_fmt_rate(res)}")
-            for key in order:
+            for key in order if "latency" in workloads else ():
                 res = await attempt(partial(latency, peers[key], f"bench_lat_{size}_{rnd}",
                                             size, plan))
                 table.add("latency", size, key, res)
@@ -454,6 +477,25 @@ def _fmt_lat(o: Outcome | None) -> str:
     return f"p50 {o.p50:.2f} p99 {o.p99:.2f} p99.9 {o.p999:.2f} ms ({o.detail})"
 
 
+def _print_ratios(table: Table, plan: Plan, workloads: Sequence[str]) -> int:
+    """The best round per system of a partial run, with spoolmq's ratio to the baseline."""
+    names = [w for w in ("produce", *workloads) if w != "latency"]
+    if "consume" not in workloads:
+        names.remove("produce")
+    print("best round (msg/s):")
+    for size in plan.sizes:
+        for wl in names:
+            row = table.rows.get((wl, size), {})
+            best = {k: table.best(wl, size, k) for k in row}
+            rates = {k: o.value for k, o in best.items()
+                     if o is not None and o.error is None and o.value is not None}
+            ours, base = rates.get("spoolmq"), rates.get(BASELINE)
+            ratio = f"  {ours / base:.2f}x {BASELINE}" if ours and base else ""
+            shown = ", ".join(f"{k} {v:,.0f}" for k, v in rates.items())
+            print(f"  {size:>5} B {wl:8} {shown}{ratio}")
+    return 0
+
+
 async def main_async(args: argparse.Namespace) -> int:
     from bench.plot import write_report
 
@@ -463,6 +505,11 @@ async def main_async(args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown peers: {unknown}; choose from {sorted(PEERS)}", file=sys.stderr)
         return 2
+    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    if not workloads or set(workloads) - set(WORKLOADS):
+        print(f"--workloads: choose from {','.join(WORKLOADS)}", file=sys.stderr)
+        return 2
+    partial_run = set(workloads) != set(WORKLOADS)
     started = time.monotonic()
 
     def log(line: str) -> None:
@@ -478,7 +525,9 @@ async def main_async(args: argparse.Namespace) -> int:
         for key, why in failed.items():
             log(f"{key} unavailable: {why}")
         try:
-            await run_peers(peers, plan, table, log)
+            await run_peers(peers, plan, table, log, workloads)
+            if partial_run:
+                return _print_ratios(table, plan, workloads)
             if "spoolmq" in peers and BASELINE in peers and consume_short(table, plan):
                 diagnosis = await fsync_diagnosis(peers["spoolmq"], workdir / "nofsync", plan,
                                                   log)
@@ -505,6 +554,10 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated subset of {','.join(PEERS)}")
     parser.add_argument("--skip-rss", action="store_true",
                         help="leave out spoolmq's memory workload")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help=f"comma-separated subset of {','.join(WORKLOADS)}; a subset "
+                        "only prints its numbers: no fsync diagnosis, no memory workload, "
+                        "no results page")
     args = parser.parse_args(argv)
     try:
         import uvloop

@@ -30,6 +30,9 @@ MIB = 1024 * KIB
 PRODUCE_BATCH = 1_000  # messages in flight per producer call
 FETCH_MAX = 500  # messages a consumer asks for at a time
 ACK_DEPTH = 2  # server-confirmed acks a throughput consumer keeps in flight while it fetches
+# Fetches a throughput consumer keeps in flight where its client allows concurrent ones:
+# fetch N+1 is issued before the messages of fetch N are handed over and acked.
+FETCH_DEPTH = 2
 LATENCY_RATE = 5_000  # msg/s offered by the paced producer of the latency workload
 LATENCY_TICK_S = 0.010  # the paced producer sends RATE * TICK messages every tick
 STAMP = struct.Struct("<q")  # monotonic ns stamped at the head of a latency payload

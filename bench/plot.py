@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from bench.common import (
     ACK_DEPTH,
+    FETCH_DEPTH,
     FETCH_MAX,
     LATENCY_RATE,
     LATENCY_TICK_S,
@@ -309,17 +310,22 @@ def write_report(out_dir: Path, plan: Plan, keys: Sequence[str], peers: dict[str
         "time and ack them, each the way its client is fastest; a message counts as "
         "consumed when its ack returned. Where the ack waits for the server's answer, and "
         f"so for its fsync, it runs as a task while the next fetch is in flight, at most "
-        f"{ACK_DEPTH} acks outstanding, all awaited at the end: Redis Streams "
-        f"XREADGROUP COUNT {FETCH_MAX} + XACK of the previous batch (redis-py's connection "
-        "pool gives the concurrent XACK a second connection; Redis answers what one event "
-        "loop iteration read after one AOF fsync); spoolmq `receive(max="
-        f"{FETCH_MAX})` (columnar runs, one lease per run) + `ack` of the previous batch "
-        "as one range receipt per run, both pipelined on the client's one connection "
-        "(the ack returns after the fdatasync of the group state). JetStream durable pull "
+        f"{ACK_DEPTH} acks outstanding, all awaited at the end. Redis Streams and spoolmq "
+        f"also keep {FETCH_DEPTH} fetches in flight: fetch N+1 is issued before the "
+        "messages of fetch N are handed over and acked, so the server prepares the next "
+        "batch while the client decodes this one. Redis Streams: XREADGROUP COUNT "
+        f"{FETCH_MAX} '>' + XACK of the previous batch, each concurrent call on a "
+        "connection of its own from redis-py's pool (Redis hands each XREADGROUP entries "
+        "of its own and answers what one event loop iteration read after one AOF fsync); "
+        f"spoolmq: `receive(max={FETCH_MAX})` (columnar runs, one lease per run) + `ack` of "
+        "the previous batch as one range receipt per run, receives and acks pipelined on "
+        "the client's one connection (the ack returns after the fdatasync of the group "
+        "state). JetStream durable pull "
         f"consumer `fetch({FETCH_MAX})` + one `Msg.ack()` per message, and aio-pika prefetch "
         f"{FETCH_MAX} + `ack(multiple=True)` on the last delivery tag: neither ack has a "
         "reply (they return once written, and are not confirmed durable when they do), so "
-        "they are awaited in line and already overlap the next fetch. The latency "
+        "they are awaited in line and already overlap the next fetch; these two keep one "
+        "fetch in flight (RabbitMQ pushes up to the prefetch ahead of it anyway). The latency "
         "workload's consumer acks in line after each fetch for every system.",
         f"- produce: up to {plan.produce_count:,} messages or {plan.produce_cap_s:.0f} s; "
         "consume+ack: the backlog that produce left, from a new connection; end-to-end: "

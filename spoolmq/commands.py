@@ -9,12 +9,14 @@ from dataclasses import asdict, is_dataclass
 from typing import Any
 
 from broker.api import TopicConfig
-from broker.client import Client, ClientError
+from broker.client import Client, ClientError, Message
 
 CLI_CONNECT_TIMEOUT_S = 3.0  # a person at a terminal wants "cannot reach" quickly
 
 
 def _plain(obj: Any) -> Any:
+    if isinstance(obj, Message):  # a tuple underneath: print its fields by name
+        return _plain(obj.as_dict())
     if is_dataclass(obj) and not isinstance(obj, type):
         return _plain(asdict(obj))
     if isinstance(obj, dict):

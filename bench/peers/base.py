@@ -49,6 +49,10 @@ class Consumer(abc.ABC):
     # client's ack is a fire-and-forget frame that returns once written, which overlaps
     # the next fetch by itself.
     ack_confirmed: bool = True
+    # True when `fetch` may be called again while an earlier call is still awaiting its
+    # answer (each call then gets messages of its own): the throughput workloads keep
+    # FETCH_DEPTH fetches in flight. False for clients whose fetch is one stateful pull.
+    concurrent_fetch: bool = False
 
     @abc.abstractmethod
     async def fetch(self, max_messages: int, wait_s: float) -> Fetched:

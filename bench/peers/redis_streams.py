@@ -1,7 +1,11 @@
 """Redis Streams, the baseline: redis-server with AOF and `appendfsync always`.
 
 Producers pipeline 1,000 XADDs per round trip (redis-py asyncio, hiredis parser);
-consumers XREADGROUP COUNT 500 in group `bench` and XACK what they got. XACK waits for
+consumers XREADGROUP COUNT 500 in group `bench` and XACK what they got. The throughput
+workloads keep two XREADGROUP '>' in flight (FETCH_DEPTH), each on its own pooled
+connection, so Redis reads batch N+1 while the client decodes and acks batch N; a read
+that creates pending entries is itself written to the AOF, so both reads and acks landing
+in one event loop iteration share one fsync. XACK waits for
 the AOF fsync, so the throughput workloads run it as a task while the next XREADGROUP
 is in flight; redis-py's connection pool gives the concurrent XACK a second connection,
 and Redis answers both after one fsync when they land in one event loop iteration. With
@@ -45,6 +49,10 @@ class RedisConsumer(Consumer):
         self._r = client
         self._stream = stream
         self._name = name
+
+    # A second XREADGROUP '>' runs on another pooled connection; Redis hands each call
+    # entries of its own.
+    concurrent_fetch = True
 
     async def fetch(self, max_messages: int, wait_s: float) -> Fetched:
         block_ms = max(1, int(wait_s * 1000)) if wait_s > 0 else None

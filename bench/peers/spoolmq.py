@@ -4,8 +4,10 @@ Producers call `send_batch` with 1,000 values (one request, one group-committed 
 before the reply); consumers call `receive(max=500)` in group `bench`, which comes back
 as columnar runs (one lease per run), and ack the returned messages in one call, which
 the client sends as one range receipt per run. The ack waits for the fdatasync of the
-group state, so the throughput workloads keep it in flight while the next receive runs
-(the client pipelines requests on its one connection). The broker runs in its own
+group state, so the throughput workloads keep it in flight while the next receive runs,
+and they keep a second receive in flight too (FETCH_DEPTH): the broker leases and encodes
+batch N+1 while the client decodes and acks batch N (the client pipelines requests on its
+one connection). The broker runs in its own
 process, never in the benchmark's, so its memory is that process's VmRSS/VmHWM.
 
 Also home of the memory workload (`run_rss`), which only spoolmq runs: a large backlog,
@@ -50,6 +52,8 @@ class SpoolProducer(Producer):
 
 
 class SpoolConsumer(Consumer):
+    concurrent_fetch = True  # receives are pipelined on the client's one connection
+
     def __init__(self, client: Any, topic: str, visibility_s: float | None = None) -> None:
         self._c = client
         self._topic = topic

@@ -42,8 +42,8 @@ from broker.api import (
 from broker.client.batcher import MAX_BATCH_BYTES, TopicBatcher, send_offsets
 from broker.client.link import Link, LinkLost
 from broker.client.subscription import Subscription
-from broker.client.types import ClientError, LeaseRef, Message, make_message
-from broker.core.receipts import receipt_prefix, run_receipt
+from broker.client.types import ClientError, LeaseRef, Message, make_message, make_messages
+from broker.core.receipts import run_receipt
 from broker.protocol import OPS, Hello, Push, SubscriptionEnded
 from broker.protocol.codec import (
     columns_rows,
@@ -553,18 +553,15 @@ def _run_messages(result: Any) -> list[Message]:
         raise ClientError("internal", f"the server sent bad message runs: {exc}") from None
     out: list[Message] = []
     for p, first, lease_id, deadline, values, keys, headers, ts, counts in runs:
-        n = len(values)
-        lease = LeaseRef(inc, lease_id, group)
-        prefix = receipt_prefix(inc, lease_id, p)
-        suffix = f":{topic}:{group}"
-        offsets = range(first, first + n)
-        blank: list[Any] = [None] * n
-        out.extend(map(make_message, repeat(topic, n), repeat(p, n), offsets, values,
-                       keys or blank, headers or blank,
-                       ts if isinstance(ts, list) else repeat(ts, n),
-                       counts if isinstance(counts, list) else repeat(counts, n),
-                       [f"{prefix}{off}{suffix}" for off in offsets], repeat(deadline, n),
-                       repeat(lease, n)))
+        # One zip over the run's columns (`values` bounds it), built into tuples in C;
+        # the receipts are left to `Message.receipt`, derived from the shared LeaseRef
+        # when asked for.
+        out += make_messages(zip(repeat(topic), repeat(p), range(first, first + len(values)),
+                                 values, keys or repeat(None), headers or repeat(None),
+                                 ts if type(ts) is list else repeat(ts),
+                                 counts if type(counts) is list else repeat(counts),
+                                 repeat(None), repeat(deadline),
+                                 repeat(LeaseRef(inc, lease_id, group))))
     return out
 
 
