@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import ssl as ssl_module
 import time
 from collections.abc import Sequence
-from fnmatch import fnmatchcase
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, TypeVar
 
 from broker.api import BrokerAPI
+from broker.auth import Authorizer, TokenGrant
 from broker.errors import BrokerError
 from broker.protocol import MAX_CREDIT, MAX_FRAME_BYTES, OPS, Request
 from broker.protocol.codec import (
@@ -298,48 +297,22 @@ HANDLERS: Final[dict[str, Handler]] = {
 
 # -- tokens -------------------------------------------------------------------------------
 
-class TokenGrant(Protocol):
-    """A bearer token, the topic patterns (fnmatch) it may use and its rights
-    (produce, consume, admin); `spoolmq.config.TokenConfig` has this shape."""
-
-    @property
-    def token(self) -> str: ...
-
-    @property
-    def topics(self) -> tuple[str, ...]: ...
-
-    @property
-    def rights(self) -> tuple[str, ...]: ...
-
-
 def token_authorizer(grants: Sequence[TokenGrant]) -> Authorize | None:
     """An `authorize` for `start_server` from configured tokens; None (an open server)
-    when there are none. Unknown or missing token: unauthorized; a right the token
-    lacks (see `OPS`) or a topic outside its patterns: forbidden."""
+    when there are none. The decision is `broker.auth.Authorizer`'s, with the right
+    each op needs taken from `OPS`: the handshake and unknown ops need only a valid
+    token."""
     if not grants:
         return None
-    grants = list(grants)
-
-    def find(token: str | None) -> TokenGrant | None:
-        if token is None:
-            return None
-        found = None
-        for grant in grants:  # compare every one in constant time: no timing oracle
-            if hmac.compare_digest(grant.token.encode(), token.encode()):
-                found = grant
-        return found
+    authorizer = Authorizer(grants)
 
     def authorize(token: str | None, op: str, topic: str | None) -> str | None:
-        grant = find(token)
-        if grant is None:
-            return "unauthorized"
         spec = OPS.get(op)
-        if spec is None:
-            return None  # the handshake, or an unknown op (answered bad_request)
-        if spec.right and spec.right not in grant.rights:
-            return "forbidden"
-        if topic is not None and not any(fnmatchcase(topic, p) for p in grant.topics):
-            return "forbidden"
+        right = spec.right if spec is not None else None
+        try:
+            authorizer.check(token, right or None, topic if right else None)
+        except BrokerError as exc:
+            return exc.code
         return None
 
     return authorize

@@ -13,20 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from broker.auth import TokenGrant
+
 MIB = 1024 * 1024
-
-
-class TokenSettings(Protocol):
-    """A bearer token, the fnmatch topic patterns it may use and its rights."""
-
-    @property
-    def token(self) -> str: ...
-
-    @property
-    def topics(self) -> Sequence[str]: ...
-
-    @property
-    def rights(self) -> Sequence[str]: ...
 
 
 class GatewaySettings(Protocol):
@@ -60,7 +49,7 @@ class GatewaySettings(Protocol):
     def insecure(self) -> bool: ...
 
     @property
-    def tokens(self) -> Sequence[TokenSettings]: ...
+    def tokens(self) -> Sequence[TokenGrant]: ...
 
 
 @dataclass(frozen=True, slots=True)
