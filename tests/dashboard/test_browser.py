@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Literal
