@@ -9,12 +9,14 @@ producer/consumer tracking.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 from aiohttp import web
 
 from broker.api import ReceiptResult
 from broker.errors import ERRORS, BrokerError
 from http_gateway import bodies, render
+from http_gateway.settle import settle
 from http_gateway.state import GATEWAY, Gateway
 
 _JSON_SUFFIX = "+json"
@@ -185,10 +187,15 @@ def _settled_answer(results: list[ReceiptResult], failed: list[ReceiptResult],
 async def ack(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     body = await _receipts_body(request, gw)
-    results = await gw.broker.ack(body.receipts, gw.client(request))
-    failed = [r for r in results if r.error is not None]
-    gw.counters.acks += len(results) - len(failed)
-    if not failed:
+    client = gw.client(request)
+
+    def call(receipts: list[str]) -> Awaitable[list[ReceiptResult]]:
+        return gw.broker.ack(receipts, client)
+
+    results = await settle(call, body.receipts)
+    failed = [] if results is None else [r for r in results if r.error is not None]
+    gw.counters.acks += len(body.receipts) - len(failed)
+    if results is None or not failed:
         # The results are in receipt order: answer from the receipts as the client sent them.
         return render.body_response(render.settled(body.receipts))
     return _settled_answer(results, failed, body.single)
@@ -197,7 +204,15 @@ async def ack(request: web.Request) -> web.Response:
 async def nack(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     body = await _receipts_body(request, gw)
-    results = await gw.broker.nack(body.receipts, gw.client(request), body.delay_s)
+    client = gw.client(request)
+
+    def call(receipts: list[str]) -> Awaitable[list[ReceiptResult]]:
+        return gw.broker.nack(receipts, client, body.delay_s)
+
+    results = await settle(call, body.receipts)
+    if results is None:
+        gw.counters.nacks += len(body.receipts)
+        return render.body_response(render.settled(body.receipts))
     failed = [r for r in results if r.error is not None]
     gw.counters.nacks += len(results) - len(failed)
     return _settled_answer(results, failed, body.single)
@@ -206,7 +221,15 @@ async def nack(request: web.Request) -> web.Response:
 async def extend(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     body = await _receipts_body(request, gw)
-    if body.visibility_s is None:
+    visibility_s = body.visibility_s
+    if visibility_s is None:
         raise BrokerError("bad_request", "extend needs 'visibility' (seconds from now)")
-    results = await gw.broker.extend(body.receipts, gw.client(request), body.visibility_s)
+    client = gw.client(request)
+
+    def call(receipts: list[str]) -> Awaitable[list[ReceiptResult]]:
+        return gw.broker.extend(receipts, client, visibility_s)
+
+    results = await settle(call, body.receipts)
+    if results is None:
+        return render.body_response(render.settled(body.receipts))
     return _settled(results, body.single)
