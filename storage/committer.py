@@ -86,6 +86,17 @@ class _LogQueue:
                     or self.chain_running)
 
 
+def _take_upto(q: _LogQueue, gen: int) -> list[_Written]:
+    """Remove and return the written groups up to generation `gen` (they are in order)."""
+    written = q.written
+    i = 0
+    while i < len(written) and written[i][0] <= gen:
+        i += 1
+    taken = written[:i]
+    del written[:i]
+    return taken
+
+
 class GroupCommitter:
     """Appends to partition logs with group commit. One per process; not thread-safe."""
 
@@ -237,15 +248,9 @@ class GroupCommitter:
     def _resolve_upto(self, q: _LogQueue, gen: int) -> None:
         """Resolve the callers of every group up to gen: a finished sync covers them."""
         self.syncs += 1
-        written = q.written
-        i = 0
-        for g, fut, bases in written:
-            if g > gen:
-                break
+        for _, fut, bases in _take_upto(q, gen):
             if not fut.done():
                 fut.set_result(bases)
-            i += 1
-        del written[:i]
         self._check_idle(q)
 
     def _chain_failed(self, q: _LogQueue, gen: int, exc: BaseException) -> None:
@@ -254,15 +259,9 @@ class GroupCommitter:
             self._check_idle(q)
             return
         err = exc if isinstance(exc, StorageError) else StorageError(f"sync failed: {exc}")
-        written = q.written
-        i = 0
-        for g, fut, _ in written:
-            if g > gen:
-                break
+        for _, fut, _ in _take_upto(q, gen):
             if not fut.done():
                 fut.set_exception(err)
-            i += 1
-        del written[:i]
         q.synced_gen = gen  # the chain has stopped; the groups after gen get a new one
         with q.chain_lock:
             start = q.write_gen > gen and not q.chain_running

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import ssl
-import subprocess
 from pathlib import Path
 
 import aiohttp
@@ -12,24 +10,13 @@ import pytest
 
 from http_gateway.security import make_ssl_context
 from spoolmq.config import Config
+from tests.certs import self_signed
 from tests.gateway.conftest import StartGateway
-
-
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    assert openssl, "the openssl CLI is needed to make a test certificate"
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60)
-    return cert, key
 
 
 async def test_gateway_serves_https_with_the_configured_certificate(
         start_gateway: StartGateway, tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     client = ssl.create_default_context(cafile=str(cert))
     live = await start_gateway(tls_cert=cert, tls_key=key, client_ssl=client)
     assert live.url.startswith("https://")

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from broker.client import Client, ClientError, Message
 from broker.client.types import LeaseRef, make_message
 from broker.server import start_server, token_authorizer
 from spoolmq.config import TokenConfig
+from tests.certs import self_signed
 
 
 def test_fast_constructors_build_equal_values() -> None:
@@ -68,21 +67,11 @@ async def test_configured_tokens_guard_the_server(broker: Broker) -> None:
         await srv.wait_closed()
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    assert openssl, "the openssl CLI is needed to make a test certificate"
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60)
-    return cert, key
 
 
 async def test_tls_round_trip_and_untrusting_client_is_refused(broker: Broker,
                                                                tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(cert, key)
     srv = await start_server(broker, "127.0.0.1", 0, ssl=server_ctx)
