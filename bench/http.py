@@ -6,8 +6,9 @@ handler answering a constant JSON to the same request as the ceiling.
                                    [--rounds 3] [--quick]
 
 Both servers run as `spoolmq serve` runs the gateway: uvloop, aiohttp's C HTTP parser,
-no access log; each server checks that and says so on its READY line, and the run
-stops if the C parser is missing. wrk and the servers share the machine: one wrk
+no access log, the garbage collector paced and the startup objects frozen
+(spoolmq.gc_tuning); each server checks the first two and says so on its READY line,
+and the run stops if the C parser is missing. wrk and the servers share the machine: one wrk
 thread leaves the server a core. Each round runs every workload once, bare first;
 the table gives the median round, the server's CPU time per request (its user +
 system time over the run, from /proc, divided by the requests: noise from other
@@ -22,13 +23,15 @@ Prints a table and writes bench/results/http.md. wrk is installed with apt-get i
 
     .venv/bin/python -m bench.http _serve --port P --data-dir D --profile out.pstats
 
-runs the gateway alone under cProfile (stats written on SIGTERM) for a closer look.
+runs the gateway alone under cProfile (stats written on SIGTERM) for a closer look;
+`_bare --port P --profile out.pstats` does the same for the bare handler.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import re
@@ -39,10 +42,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import HOST, free_port, spawn, terminate, wait_port
+from spoolmq.gc_tuning import freeze_startup_objects, pace_collections
 
 RESULTS = Path(__file__).resolve().parent / "results" / "http.md"
 BATCH = 100  # messages per batched send, as the target is stated
@@ -142,6 +147,23 @@ async def _until_terminated() -> None:
     await stop.wait()
 
 
+@contextlib.contextmanager
+def _profiled(out: Path | None) -> Iterator[None]:
+    """Run the body under cProfile and write its stats to `out` (no-op when None)."""
+    if out is None:
+        yield
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        yield
+    finally:
+        profiler.disable()
+        profiler.dump_stats(out)
+
+
 async def _serve_gateway(port: int, data_dir: Path, prefill: int,
                          profile: Path | None) -> None:
     import dataclasses
@@ -159,24 +181,18 @@ async def _serve_gateway(port: int, data_dir: Path, prefill: int,
     for _ in range(0, prefill, PREFILL_BATCH):
         await broker.send_columns("bench-recv", values, filler)
     runner = await run_gateway(broker, config)
+    # As `spoolmq serve` does once it listens (spoolmq.gc_tuning).
+    freeze_startup_objects()
     print("READY", _runtime(), flush=True)
-    profiler = None
-    if profile is not None:
-        import cProfile
-
-        profiler = cProfile.Profile()
-        profiler.enable()
     try:
-        await _until_terminated()
+        with _profiled(profile):
+            await _until_terminated()
     finally:
-        if profiler is not None and profile is not None:
-            profiler.disable()
-            profiler.dump_stats(profile)
         await runner.cleanup()
         await broker.stop()
 
 
-async def _serve_bare(port: int) -> None:
+async def _serve_bare(port: int, profile: Path | None) -> None:
     from aiohttp import web
 
     body = (b'{"status":"Message sent","message":"Hello World","topic":"default",'
@@ -191,8 +207,10 @@ async def _serve_bare(port: int) -> None:
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, HOST, port, backlog=1024).start()
+    freeze_startup_objects()
     print("READY", _runtime(), flush=True)
-    await _until_terminated()
+    with _profiled(profile):
+        await _until_terminated()
     await runner.cleanup()
 
 
@@ -409,6 +427,8 @@ def main() -> None:
                        help="write cProfile stats here on SIGTERM")
     bare = sub.add_parser("_bare")
     bare.add_argument("--port", type=int, required=True)
+    bare.add_argument("--profile", type=Path, default=None,
+                      help="write cProfile stats here on SIGTERM")
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1,
@@ -420,9 +440,11 @@ def main() -> None:
                         help="one 3 s round, written to results/http-quick.md")
     args = parser.parse_args()
     if args.mode == "_serve":
+        pace_collections()
         _event_loop_run(_serve_gateway(args.port, args.data_dir, args.prefill, args.profile))
     elif args.mode == "_bare":
-        _event_loop_run(_serve_bare(args.port))
+        pace_collections()
+        _event_loop_run(_serve_bare(args.port, args.profile))
     else:
         if args.quick:
             args.duration, args.rounds = 3, 1

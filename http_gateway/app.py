@@ -15,6 +15,7 @@ from aiohttp import web
 
 from broker.api import BrokerAPI
 from http_gateway.auth import Authorizer
+from http_gateway.coalesce import SendCoalescer
 from http_gateway.metrics import METRICS_REGISTRY, make_registry
 from http_gateway.middleware import gateway_middleware
 from http_gateway.openapi import OPENAPI_SPEC, build_spec
@@ -38,7 +39,7 @@ def create_app(broker: BrokerAPI, config: GatewaySettings, *,
     limits = limits or Limits()
     app = web.Application(middlewares=[gateway_middleware],
                           client_max_size=limits.max_body_bytes)
-    gw = Gateway(broker, config, limits, Authorizer(config.tokens))
+    gw = Gateway(broker, config, limits, Authorizer(config.tokens), SendCoalescer(broker))
     app[GATEWAY] = gw
     for r in ROUTES:
         route = app.router.add_route(r.method, r.path, r.handler, name=r.name)
@@ -58,6 +59,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
              "on" if gw.authorizer.enabled else "off")
     yield
     gw.closing.set()
+    await gw.coalescer.drain()
 
 
 async def _closing(app: web.Application) -> None:

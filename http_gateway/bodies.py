@@ -46,6 +46,12 @@ class SendBody:
     batch: bool
     delay_s: float
 
+    @property
+    def plain_one(self) -> bool:
+        """One message with no key, headers, idempotency key or delay (the seed's send)."""
+        return (not self.batch and self.keys is None and self.headers is None
+                and self.message_ids is None and self.delay_s == 0)
+
 
 def _one(value: bytes, key: bytes | None, headers: Headers | None, message_id: str | None,
          echo: Any, echo_base64: bool, delay_s: float) -> SendBody:
@@ -290,20 +296,29 @@ def send_from_form(form: Mapping[str, Sequence[str]], idempotency_key: str | Non
 _MESSAGE_FIELD = b"message="
 
 
-def send_from_form_body(body: bytes, idempotency_key: str | None) -> SendBody:
-    """An urlencoded /send body, as `send_from_form(decode_form(body), ...)` answers it.
+def form_message(body: bytes) -> tuple[bytes, str] | None:
+    """The seed's lone `message=...` field (every `curl -d message=...`) as (the value to
+    store, its text), taken without building the field table: one unquote, one UTF-8
+    check, and the unquoted bytes are stored as they are. None for any other form.
 
-    The seed's `message=...` alone (every `curl -d message=...`) is taken without
-    building the field table: one unquote, one UTF-8 check, and the unquoted bytes are
-    the stored value as they are. Raises as `decode_form` and `send_from_form` do.
+    Raises bad_request when the value is not UTF-8.
     """
     if not body.startswith(_MESSAGE_FIELD) or b"&" in body:
-        return send_from_form(decode_form(body), idempotency_key)
+        return None
     value = _form_bytes(body[len(_MESSAGE_FIELD):])
     try:
-        text = value.decode("utf-8")
+        return value, value.decode("utf-8")
     except UnicodeDecodeError:
         raise BrokerError("bad_request", "the form is not UTF-8") from None
+
+
+def send_from_form_body(body: bytes, idempotency_key: str | None) -> SendBody:
+    """An urlencoded /send body, as `send_from_form(decode_form(body), ...)` answers it.
+    Raises as `decode_form` and `send_from_form` do."""
+    lone = form_message(body)
+    if lone is None:
+        return send_from_form(decode_form(body), idempotency_key)
+    value, text = lone
     return SendBody([value], None, None, None if idempotency_key is None else [idempotency_key],
                     text, False, False, 0.0)
 

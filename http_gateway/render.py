@@ -183,11 +183,18 @@ def sent_one(echo: Any, echo_base64: bool, result: BatchSendResult) -> bytes:
     else:
         o = (result.outcomes or [])[0]
         partition, offset, duplicate = o.partition, o.offset, o.duplicate
+    return sent_placed(echo, echo_base64, result.topic, partition, offset, result.created,
+                       duplicate)
+
+
+def sent_placed(echo: Any, echo_base64: bool, topic: str, partition: int, offset: int,
+                created: bool, duplicate: bool = False) -> bytes:
+    """`sent_one` from the parts of the answer."""
     message = _quote(echo) if isinstance(echo, str) else dumps(echo)
     encoding = ',"encoding":"base64"' if echo_base64 else ""
     return (f'{{"status":"Message sent","message":{message}{encoding},'
-            f'"topic":{_quote(result.topic)},"partition":{partition},"offset":{offset},'
-            f'"created":{_BOOL[result.created]},"duplicate":{_BOOL[duplicate]}}}').encode()
+            f'"topic":{_quote(topic)},"partition":{partition},"offset":{offset},'
+            f'"created":{_BOOL[created]},"duplicate":{_BOOL[duplicate]}}}').encode()
 
 
 def sent_batch(result: BatchSendResult) -> bytes:

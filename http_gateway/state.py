@@ -15,6 +15,7 @@ from aiohttp import web
 
 from broker.api import BrokerAPI, ClientRef
 from http_gateway.auth import Authorizer
+from http_gateway.coalesce import SendCoalescer
 from http_gateway.settings import GatewaySettings, Limits
 
 Right = Literal["produce", "consume", "admin"]
@@ -53,6 +54,7 @@ class Gateway:
     config: GatewaySettings
     limits: Limits
     authorizer: Authorizer
+    coalescer: SendCoalescer
     counters: HttpCounters = field(default_factory=HttpCounters)
     policies: dict[web.AbstractRoute, RoutePolicy] = field(default_factory=dict)
     in_flight_requests: int = 0

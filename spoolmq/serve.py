@@ -19,6 +19,7 @@ from broker.config import Config, ConfigError
 from broker.errors import BrokerError
 from broker.server import Server
 from http_gateway.security import UnsafeBindError, check_bind_safety, make_ssl_context
+from spoolmq.gc_tuning import freeze_startup_objects, pace_collections
 from spoolmq.logs import setup_logging
 from storage.errors import StorageError
 
@@ -75,6 +76,11 @@ async def serve(config: Config, stop: asyncio.Event, *, with_http: bool = True,
     log.info("stopped cleanly")
 
 
+async def _freeze_when(ready: asyncio.Event) -> None:
+    await ready.wait()
+    freeze_startup_objects()
+
+
 async def _close_server(server: Server) -> None:
     server.close()
     await server.wait_closed()
@@ -91,7 +97,15 @@ def run_server(config: Config, *, with_http: bool = True, with_dashboard: bool =
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await serve(config, stop, with_http=with_http, with_dashboard=with_dashboard)
+        ready = asyncio.Event()
+        frozen = asyncio.create_task(_freeze_when(ready))
+        try:
+            await serve(config, stop, with_http=with_http, with_dashboard=with_dashboard,
+                        ready=ready)
+        finally:
+            frozen.cancel()
+
+    pace_collections()
 
     try:
         try:
