@@ -14,8 +14,8 @@ from aiohttp import web
 from broker.api import TopicConfig
 from broker.errors import BrokerError
 from http_gateway import bodies, render
+from http_gateway.guard import authorize_topic
 from http_gateway.messages import read_body
-from http_gateway.middleware import authorize_topic
 from http_gateway.state import GATEWAY, Gateway
 
 _TOPIC_FIELDS = {f.name for f in dataclasses.fields(TopicConfig)}
@@ -97,7 +97,7 @@ async def create_topic(request: web.Request) -> web.Response:
     name = doc.get("name")
     if not isinstance(name, str):
         raise BrokerError("bad_request", "the body needs 'name' (a string)")
-    # The name is in the body, not the path: the middleware could not check it.
+    # The name is in the body, not the path: the guard could not check it.
     authorize_topic(request, "admin", name)
     info = await gw.broker.create_topic(name, topic_config(doc.get("config"), gw))
     return render.json_response(render.topic(info), 201)

@@ -1,4 +1,4 @@
-"""Assembly: `create_app` wires the route table, the middleware and the app state;
+"""Assembly: `create_app` wires the route table behind the guard and the app state;
 `run_gateway` listens on the configured address (TLS when configured).
 
 The broker's lifecycle belongs to the caller (the composition root starts and
@@ -16,8 +16,8 @@ from aiohttp import web
 from broker.api import BrokerAPI
 from http_gateway.auth import Authorizer
 from http_gateway.coalesce import SendCoalescer
+from http_gateway.guard import add_unmatched, guarded
 from http_gateway.metrics import METRICS_REGISTRY, make_registry
-from http_gateway.middleware import gateway_middleware
 from http_gateway.openapi import OPENAPI_SPEC, build_spec
 from http_gateway.routes import ROUTES
 from http_gateway.security import check_bind_safety, make_ssl_context
@@ -37,13 +37,15 @@ def create_app(broker: BrokerAPI, config: GatewaySettings, *,
                limits: Limits | None = None) -> web.Application:
     """The gateway as an aiohttp Application over `broker` (which the caller starts/stops)."""
     limits = limits or Limits()
-    app = web.Application(middlewares=[gateway_middleware],
-                          client_max_size=limits.max_body_bytes)
+    app = web.Application(client_max_size=limits.max_body_bytes)
     gw = Gateway(broker, config, limits, Authorizer(config.tokens), SendCoalescer(broker))
     app[GATEWAY] = gw
     for r in ROUTES:
-        route = app.router.add_route(r.method, r.path, r.handler, name=r.name)
-        gw.policies[route] = RoutePolicy(r.name, r.right, r.topic, r.public)
+        policy = RoutePolicy(r.name, r.right, r.topic, r.public)
+        route = app.router.add_route(r.method, r.path, guarded(gw, policy, r.handler),
+                                     name=r.name)
+        gw.policies[route] = policy
+    add_unmatched(app, gw)
     app[METRICS_REGISTRY] = make_registry(gw)
     spec = build_spec(ROUTES, limits, secured=gw.authorizer.enabled)
     app[OPENAPI_SPEC] = json.dumps(spec, separators=(",", ":")).encode()

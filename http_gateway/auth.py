@@ -1,6 +1,6 @@
 """Finding the bearer token in an HTTP request; the decision is `broker.auth.Authorizer`.
 
-The gateway's middleware takes the token from the Authorization header, the
+The gateway's guard takes the token from the Authorization header, the
 `token` query parameter or the `spoolmq_token` cookie (the last two for the
 dashboard's EventSource, which cannot send headers) and calls
 `Authorizer.check`, the same decision the TCP server makes.

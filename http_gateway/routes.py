@@ -1,6 +1,6 @@
 """The route table: every path, its handler and what it needs (right and topic).
 
-The app registers exactly these; the middleware authorizes from them; the
+The app registers exactly these; the guard authorizes from them; the
 OpenAPI document describes them (a test checks the three agree).
 """
 

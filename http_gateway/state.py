@@ -1,7 +1,7 @@
 """The gateway's typed application state (aiohttp `AppKey`s) and per-route policy.
 
 One `Gateway` value per app holds the broker facade, the settings, the limits,
-the authorizer and the counters the middleware and /metrics share.
+the authorizer and the counters the guard and /metrics share.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class RoutePolicy:
 
 @dataclass(slots=True)
 class HttpCounters:
-    """Counts the middleware and handlers keep for /metrics (plain ints: the hot path)."""
+    """Counts the guard and handlers keep for /metrics (plain ints: the hot path)."""
 
     requests: Counter[tuple[str, str, int]] = field(default_factory=Counter)
     messages_in: int = 0

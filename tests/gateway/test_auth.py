@@ -10,6 +10,7 @@ import pytest
 
 from broker.errors import BrokerError
 from http_gateway.auth import Authorizer
+from http_gateway.guard import UNMATCHED
 from http_gateway.security import UnsafeBindError, check_bind_safety
 from http_gateway.state import GATEWAY, RoutePolicy
 from spoolmq.config import Config, TokenConfig
@@ -50,6 +51,8 @@ def _routes(live: Live) -> list[tuple[str, str, RoutePolicy]]:
     gw = live.app[GATEWAY]
     out = []
     for route in live.app.router.routes():
+        if gw.policies[route] is UNMATCHED:  # the 404/405 answerer, not an operation
+            continue
         info = route.resource.get_info() if route.resource else {}
         path = info.get("path") or info.get("formatter", "")
         out.append((route.method, path.format(**PATH_VALUES), gw.policies[route]))

@@ -27,6 +27,16 @@ async def test_wrong_method_is_a_json_405_with_allow(live: Live) -> None:
     assert doc["error"]["code"] == "method_not_allowed"
 
 
+async def test_wrong_method_on_a_templated_path_names_its_methods(live: Live) -> None:
+    async with live.session.put(live.url + "/topics/orders") as resp:
+        assert resp.status == 405
+        assert set(resp.headers["Allow"].split(",")) == {"GET", "DELETE"}
+        doc = await resp.json()
+    assert doc["error"]["code"] == "method_not_allowed"
+    requests = live.app[GATEWAY].counters.requests
+    assert requests[("PUT", "unmatched", 405)] == 1
+
+
 async def test_unknown_topic_is_a_json_404(live: Live) -> None:
     doc = await live.json("GET", "/topics/nope", status=404)
     assert doc["error"]["code"] == "topic_not_found"
