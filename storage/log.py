@@ -52,6 +52,9 @@ DEFAULT_INDEX_INTERVAL_BYTES = 4096
 DEFAULT_CHECKPOINT_INTERVAL_BYTES = 16 * 2**20
 # Positions in the index are u32; keep segments well inside that.
 MAX_SEGMENT_BYTES = 2**31
+# The largest batch a log keeps decoded for the next read (see FileLog._hot): a
+# producer's batch of 1,000 x 1 KiB fits; the memory it costs is per partition.
+HOT_BATCH_MAX_BYTES = 2 * 2**20
 
 # Index entries are written to their files once this many are pending: a few KiB per
 # write, and a crash loses at most this many (the index is then sparser, not wrong).
@@ -100,6 +103,11 @@ class FileLog:
         self._start = 0
         self._end = 0
         self._damages: list[Damage] = []
+        # The last batch a read decoded but stopped inside, and its stored length: the
+        # next read of its records (a consumer taking 500 of a 1,000-record batch, or
+        # 100 at a time over HTTP) slices it instead of reading, checking and decoding
+        # it again. One per partition, at most HOT_BATCH_MAX_BYTES.
+        self._hot: tuple[RecordBatch, int] | None = None
         self._refusal: tuple[type[StorageError], str] | None = None
         self._failed = False
         self._closed = False
@@ -419,6 +427,17 @@ class FileLog:
             stop = min(stop, offset + max_records)
         out: list[RecordBatch] = []
         budget = max_bytes
+        hot = self._hot
+        if hot is not None and hot[0].base_offset <= offset < hot[0].next_offset:
+            batch, length = hot
+            b = batch.slice(offset, stop)
+            out.append(b)
+            budget -= length
+            offset = b.next_offset
+            if offset >= batch.next_offset:
+                self._hot = None  # read to its end: the reader has moved on
+            if offset >= stop or budget <= 0:
+                return out
         i = bisect_right(self._bases, offset) - 1
         segments = self._segments
         more = True
@@ -475,6 +494,8 @@ class FileLog:
                                     f"CRC mismatch in batch at offset {h.base_offset}")
             b = decode_body(item.buf, item.at, h)
             if h.base_offset < offset or expected > stop:
+                if expected > stop and h.length <= HOT_BATCH_MAX_BYTES:
+                    self._hot = (b, h.length)
                 b = b.slice(offset, stop)
             out.append(b)
             budget -= h.length
@@ -591,6 +612,7 @@ class FileLog:
 
     def _drop_locked(self, n: int, new_start: int) -> None:
         self._start = new_start
+        self._hot = None
         self._damages = [d for d in self._damages if d.last_offset >= new_start]
         if not self._damages and not self._failed:
             self._refusal = None
@@ -616,5 +638,6 @@ class FileLog:
                     self._fs.write_file_atomic(self._path(CLEAN_MARKER), b"")
             finally:
                 self._closed = True
+                self._hot = None
                 for seg in self._segments:
                     seg.close_files()

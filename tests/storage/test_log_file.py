@@ -8,7 +8,13 @@ import random
 import pytest
 
 from storage.api import AppendEntry
-from storage.errors import CorruptRecord, FsyncFailed, PartitionDamaged, StorageFull
+from storage.errors import (
+    CorruptRecord,
+    FsyncFailed,
+    OffsetOutOfRange,
+    PartitionDamaged,
+    StorageFull,
+)
 from storage.faults import SimFileSystem
 from storage.log import FileLog
 from tests.storage.logharness import ManualClock, entry, read_all
@@ -285,3 +291,46 @@ def test_purge_survives_a_power_cut() -> None:
     again = open_log(fs)
     assert (again.start_offset, again.end_offset) == (end, end)
     assert again.append_many([entry([b"n"])]) == [end]
+
+
+def test_reading_a_batch_in_parts_reads_it_from_disk_once() -> None:
+    fs = SimFileSystem()
+    log = open_log(fs, segment_bytes=1 << 20)
+    log.append_many([AppendEntry([b"%04d" % i for i in range(1000)])])
+    log.append_many([AppendEntry([b"next"])])
+    fs.bytes_read = 0
+    got = [v for off in range(0, 1000, 100) for b in log.read(off, max_records=100)
+           for v in b.values]
+    first_read = fs.bytes_read
+    assert got == [b"%04d" % i for i in range(1000)]
+    assert 0 < first_read < 64 * 1024  # one read of the batch (and what follows it)
+    # Read to its end, the batch is let go: the next read is of the next batch.
+    assert [b.values for b in log.read(1000)] == [[b"next"]]
+    assert fs.bytes_read > first_read
+
+
+def test_a_kept_batch_answers_like_the_disk_at_every_start_and_bound() -> None:
+    fs = SimFileSystem()
+    log = open_log(fs, segment_bytes=1 << 20)
+    values = fill(log, 3, per_batch=50)
+    for start in (0, 7, 49, 50, 51, 120, 149):
+        for n in (1, 3, 50, 200):
+            log.read(max(0, start - 1), max_records=1)  # leaves the batch before kept
+            got = [(b.base_offset, v) for b in log.read(start, max_records=n)
+                   for v in b.values]
+            fresh = open_log(fs, segment_bytes=1 << 20)  # nothing kept: straight from disk
+            want = [(b.base_offset, v) for b in fresh.read(start, max_records=n)
+                    for v in b.values]
+            assert [v for _, v in got] == values[start:start + n]
+            assert [v for _, v in got] == [v for _, v in want]
+
+
+def test_a_kept_batch_is_dropped_with_the_records_before_the_start() -> None:
+    fs = SimFileSystem()
+    log = open_log(fs, segment_bytes=1 << 20)
+    fill(log, 2, per_batch=10)
+    assert log.read(0, max_records=5)[0].values[0].startswith(b"v0.0")
+    log.truncate_before(15)
+    with pytest.raises(OffsetOutOfRange):
+        log.read(5)
+    assert log.read(15)[0].base_offset == 15
