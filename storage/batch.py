@@ -21,11 +21,11 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from typing import NamedTuple
-from zlib import crc32
 
 import msgpack
 
 from storage.api import Headers, RecordBatch
+from storage.checksum import crc32
 from storage.errors import CorruptRecord
 
 MAGIC = 0x5153

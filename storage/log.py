@@ -19,10 +19,10 @@ import logging
 import threading
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from zlib import crc32
 
 from storage import batch as fmt
 from storage.api import AppendEntry, Damage, RecordBatch
+from storage.checksum import crc32
 from storage.errors import (
     CorruptRecord,
     FsyncFailed,

@@ -16,12 +16,12 @@ import logging
 import struct
 from bisect import bisect_right
 from dataclasses import dataclass
-from zlib import crc32
 
 import msgpack
 
 from storage import batch as fmt
 from storage.api import Damage
+from storage.checksum import crc32
 from storage.fileio import FileSystem
 from storage.index import OffsetIndex, TimeIndex
 from storage.segment import (

@@ -27,13 +27,13 @@ import asyncio
 import logging
 import os
 import struct
-import zlib
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
 import msgpack
 
+from storage.checksum import crc32
 from storage.errors import CorruptRecord, FsyncFailed, StorageError, StorageFull
 from storage.fileio import File, FileSystem
 
@@ -79,7 +79,7 @@ def normalise(op: bytes) -> Any:
 
 def frame(seq: int, payload: bytes) -> bytes:
     """One framed record: header (magic, length, seq, crc) then payload."""
-    crc = zlib.crc32(payload, zlib.crc32(_CRC_PART.pack(len(payload), seq)))
+    crc = crc32(payload, crc32(_CRC_PART.pack(len(payload), seq)))
     return _HEADER.pack(MAGIC, len(payload), seq, crc) + payload
 
 
@@ -93,7 +93,7 @@ def _frame_at(buf: bytes, pos: int, max_len: int = MAX_FRAME_BYTES
     if magic != MAGIC or length > max_len or end > len(buf):
         return None
     payload = buf[pos + HEADER_BYTES:end]
-    if zlib.crc32(payload, zlib.crc32(_CRC_PART.pack(length, seq))) != crc:
+    if crc32(payload, crc32(_CRC_PART.pack(length, seq))) != crc:
         return None
     return seq, payload
 
