@@ -29,7 +29,13 @@ MIB = 1024 * KIB
 # What the brief fixes for every system alike.
 PRODUCE_BATCH = 1_000  # messages in flight per producer call
 FETCH_MAX = 500  # messages a consumer asks for at a time
-ACK_DEPTH = 2  # server-confirmed acks a throughput consumer keeps in flight while it fetches
+# Server-confirmed acks a throughput consumer keeps in flight while it fetches (Redis
+# XACK and spoolmq ack answer after their fsync). Acks only settle what was already
+# handed over, so a consumer need not wait for each before fetching on, as Kafka's
+# commitAsync and SQS's batched deletes do not; with 500 messages per ack and fsyncs of
+# a few milliseconds on a busy disk, 2 in flight would cap a consumer near 500 x 2 per
+# fsync time whatever the broker could serve. Memory bounds it: 8 x 500 messages.
+ACK_DEPTH = 8
 # Fetches a throughput consumer keeps in flight where its client allows concurrent ones:
 # fetch N+1 is issued before the messages of fetch N are handed over and acked.
 FETCH_DEPTH = 2
