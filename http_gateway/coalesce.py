@@ -22,6 +22,11 @@ from typing import NamedTuple
 from broker.api import BatchSendResult, BrokerAPI, ClientRef
 from broker.errors import BrokerError
 
+# A batch is handed to the broker early once it holds this many messages or bytes, so a
+# burst of large sends never becomes one oversized append.
+MAX_BATCH_MESSAGES = 1_000
+MAX_BATCH_BYTES = 1 << 20
+
 
 class Placed(NamedTuple):
     """Where one coalesced message landed; `created`: its send created the topic."""
@@ -40,7 +45,8 @@ class SendCoalescer:
 
     def __init__(self, broker: BrokerAPI) -> None:
         self._broker = broker
-        self._pending: dict[tuple[str, ClientRef], tuple[list[bytes], _Waiters]] = {}
+        # (topic, client) -> the values, their waiters and their bytes so far
+        self._pending: dict[tuple[str, ClientRef], tuple[list[bytes], _Waiters, list[int]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -54,13 +60,19 @@ class SendCoalescer:
         waiter: asyncio.Future[Placed] = loop.create_future()
         key = (topic, client)
         batch = self._pending.get(key)
+        if batch is not None and (len(batch[0]) >= MAX_BATCH_MESSAGES
+                                  or batch[2][0] + len(value) > MAX_BATCH_BYTES):
+            del self._pending[key]
+            self._start(loop, topic, client, batch[0], batch[1])
+            batch = None
         if batch is None:
             if not self._pending:
                 loop.call_soon(self._flush)
-            self._pending[key] = ([value], [waiter])
+            self._pending[key] = ([value], [waiter], [len(value)])
         else:
             batch[0].append(value)
             batch[1].append(waiter)
+            batch[2][0] += len(value)
         return waiter
 
     async def drain(self) -> None:
@@ -72,10 +84,14 @@ class SendCoalescer:
         pending, self._pending = self._pending, {}
         loop = self._loop
         assert loop is not None
-        for (topic, client), (values, waiters) in pending.items():
-            task = loop.create_task(self._send(topic, client, values, waiters))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        for (topic, client), (values, waiters, _) in pending.items():
+            self._start(loop, topic, client, values, waiters)
+
+    def _start(self, loop: asyncio.AbstractEventLoop, topic: str, client: ClientRef,
+               values: list[bytes], waiters: _Waiters) -> None:
+        task = loop.create_task(self._send(topic, client, values, waiters))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _send(self, topic: str, client: ClientRef, values: list[bytes],
                     waiters: _Waiters) -> None:

@@ -3,7 +3,7 @@ error envelope.
 
 Every answer that is not a success leaves here as
 `{"error": {"code", "message", "retriable"}}` with the status of
-`broker/errors.py`'s table, aiohttp's own 404/405/413 included. It wraps each
+`broker/errors.py`'s table, 404, 405 and aiohttp's own 413 included. It wraps each
 route's handler when the app is made (`guarded`), with the route's policy bound,
 rather than running as an aiohttp middleware: a middleware costs every request a
 router lookup of its policy and two more coroutine layers (aiohttp adds one of its
@@ -57,7 +57,7 @@ def _authorize(gw: Gateway, request: web.Request, policy: RoutePolicy) -> None:
 
 
 def authorize_topic(request: web.Request, right: str, topic: str) -> None:
-    """Check a topic named in a body (the middleware checked only the path)."""
+    """Check a topic named in a body (the guard checked only the path's)."""
     gw = request.app[GATEWAY]
     if gw.authorizer.enabled:
         gw.authorizer.check(_token(request), right, topic)

@@ -13,7 +13,7 @@ import pytest
 from broker.api import BatchSendResult, ClientRef, TopicConfig
 from broker.broker import Broker
 from broker.errors import BrokerError
-from http_gateway.coalesce import Placed, SendCoalescer
+from http_gateway.coalesce import MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, Placed, SendCoalescer
 from spoolmq.config import Config
 from tests.gateway.conftest import Live
 
@@ -56,6 +56,18 @@ async def test_one_turns_sends_are_one_call_with_each_callers_own_offset(
     assert counting.calls == [("t", 50)]
     assert placed == [Placed("t", 0, i, i == 0) for i in range(50)]
     assert await _values(broker, "t", 100) == values
+
+
+async def test_a_batch_goes_early_once_it_holds_enough(broker: Broker) -> None:
+    counting = CountingBroker(broker)
+    co = SendCoalescer(counting)  # type: ignore[arg-type]
+    many = [co.send("n", b"x", ALICE) for _ in range(MAX_BATCH_MESSAGES + 5)]
+    big = b"y" * (MAX_BATCH_BYTES // 2 + 1)
+    large = [co.send("b", big, ALICE) for _ in range(3)]
+    placed = await asyncio.gather(*many, *large)
+    assert sorted(counting.calls) == [("b", 1), ("b", 1), ("b", 1),
+                                      ("n", 5), ("n", MAX_BATCH_MESSAGES)]
+    assert [p.offset for p in placed[:len(many)]] == list(range(len(many)))
 
 
 async def test_topics_and_clients_are_batched_apart(broker: Broker) -> None:
