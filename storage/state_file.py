@@ -1,6 +1,7 @@
 """FileStateStore: the StateStore contract of storage.api on disk, and its file format.
 
-`FileStateStore` keeps every value in memory and makes changes durable in a log of
+`FileStateStore` keeps every value in memory (msgpack-encoded: decoded by `get`
+and `items`, which callers use when they load) and makes changes durable in a log of
 its own through the `storage.fileio` seam (so `SimFileSystem` can cut its power):
 
     <dir>/state-<20-digit first seq>.log   frames appended by commits
@@ -59,21 +60,39 @@ RESERVE_NAME = "RESERVE"
 DURABILITY_MODES = ("sync", "interval", "none")
 
 
-def pack_op(ns: str, key: str, value: Any) -> bytes:
+def encode_op(ns: str, key: str, value: Any) -> tuple[bytes, bytes]:
+    """(the put op `[ns, key, value]`, the value alone), both msgpack: the op is the
+    value's bytes behind the array header, ns and key, so it is packed once."""
     if not isinstance(ns, str) or not isinstance(key, str):
         raise TypeError(f"state keys must be str, got ns={ns!r}, key={key!r}")
     try:
-        op: bytes = msgpack.packb([ns, key, value], use_bin_type=True)
+        packed: bytes = msgpack.packb(value, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
         raise TypeError(f"state value for {ns}/{key} is not msgpack-able: {exc}") from None
+    op = _op_head(ns, key) + packed
     if len(op) > MAX_OP_BYTES:
         raise ValueError(f"state value for {ns}/{key} is {len(op)} bytes encoded; "
                          f"the limit is {MAX_OP_BYTES}")
-    return op
+    return op, packed
+
+
+def pack_op(ns: str, key: str, value: Any) -> bytes:
+    return encode_op(ns, key, value)[0]
+
+
+def _op_head(ns: str, key: str) -> bytes:
+    """A put op's bytes before its value: a 3-array header, ns, key."""
+    head: bytes = b"\x93" + msgpack.packb(ns) + msgpack.packb(key)
+    return head
+
+
+def decode_value(packed: bytes) -> Any:
+    """A value as it reads back after a restart (tuples become lists): a private copy."""
+    return msgpack.unpackb(packed, raw=False, strict_map_key=False)
 
 
 def normalise(op: bytes) -> Any:
-    """The value as it reads back after a restart (tuples become lists): a private copy."""
+    """The value of a put op as it reads back after a restart: a private copy."""
     return msgpack.unpackb(op, raw=False, strict_map_key=False)[2]
 
 
@@ -138,9 +157,11 @@ class FileStateStore:
         self._mode = durability
         self._interval_s = interval_s
         self._reserve_bytes = reserve_bytes
-        self._data: dict[str, dict[str, Any]] = {}
-        self._sizes: dict[tuple[str, str], int] = {}
-        self._live_bytes = 0
+        # ns -> key -> the value, msgpack-encoded: a few times smaller than the objects
+        # (dead letters and dedup entries can number in the hundreds of thousands), and
+        # decoded only by get/items, which the broker calls when it loads.
+        self._data: dict[str, dict[str, bytes]] = {}
+        self._live_bytes = 0  # what the puts of the live values take in a log
         self._ops: list[bytes] = []  # encoded ops not yet written
         self._gen = 0  # bumped by every put/delete
         self._done_gen = 0  # every change up to this one is written (and synced in "sync")
@@ -184,10 +205,10 @@ class FileStateStore:
             if found is None or len(buf) != HEADER_BYTES + len(found[1]):
                 raise CorruptRecord(f"state snapshot {snap_path} fails its checksum")
             snap_seq, payload = found
-            self._data = msgpack.unpackb(payload, raw=False, strict_map_key=False)
-            for ns, space in self._data.items():
+            snapshot = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+            for ns, space in snapshot.items():
                 for key, value in space.items():
-                    self._account(ns, key, len(pack_op(ns, key, value)))
+                    self._set(ns, key, *encode_op(ns, key, value))
         self._seq = snap_seq
         logs = sorted((seq, n) for n in fs.listdir(self._dir)
                       if (seq := _log_first_seq(n)) is not None)
@@ -243,16 +264,12 @@ class FileStateStore:
     def _apply(self, payload: bytes) -> None:
         unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=0)
         unpacker.feed(payload)
-        start = 0
         for op in unpacker:
-            end = unpacker.tell()
             ns, key = op[0], op[1]
             if len(op) == 3:
-                self._data.setdefault(ns, {})[key] = op[2]
-                self._account(ns, key, end - start)
+                self._set(ns, key, *encode_op(ns, key, op[2]))
             else:
                 self._forget(ns, key)
-            start = end
 
     def _ensure_reserve(self) -> None:
         path = os.path.join(self._dir, RESERVE_NAME)
@@ -275,16 +292,16 @@ class FileStateStore:
     # -- reads and in-memory writes ---------------------------------------------------
 
     def get(self, ns: str, key: str) -> Any | None:
-        return self._data.get(ns, {}).get(key)
+        packed = self._data.get(ns, {}).get(key)
+        return None if packed is None else decode_value(packed)
 
     def items(self, ns: str) -> Iterable[tuple[str, Any]]:
-        return list(self._data.get(ns, {}).items())
+        return [(key, decode_value(packed)) for key, packed in self._data.get(ns, {}).items()]
 
     def put(self, ns: str, key: str, value: Any) -> None:
         self._check_open()
-        op = pack_op(ns, key, value)
-        self._data.setdefault(ns, {})[key] = normalise(op)
-        self._account(ns, key, len(op))
+        op, packed = encode_op(ns, key, value)
+        self._set(ns, key, op, packed)
         self._ops.append(op)
         self._gen += 1
 
@@ -295,17 +312,20 @@ class FileStateStore:
         self._ops.append(msgpack.packb([ns, key], use_bin_type=True))
         self._gen += 1
 
-    def _account(self, ns: str, key: str, size: int) -> None:
-        self._live_bytes += size - self._sizes.get((ns, key), 0)
-        self._sizes[(ns, key)] = size
+    def _set(self, ns: str, key: str, op: bytes, packed: bytes) -> None:
+        space = self._data.setdefault(ns, {})
+        old = space.get(key)
+        # A key's op is always the same head followed by its value.
+        self._live_bytes += len(op) if old is None else len(packed) - len(old)
+        space[key] = packed
 
     def _forget(self, ns: str, key: str) -> None:
         space = self._data.get(ns)
         if space is not None and key in space:
-            del space[key]
+            old = space.pop(key)
             if not space:
                 del self._data[ns]
-            self._live_bytes -= self._sizes.pop((ns, key))
+            self._live_bytes -= len(_op_head(ns, key)) + len(old)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -478,7 +498,7 @@ class FileStateStore:
         gen, ops, seq = self._gen, self._ops, self._seq
         self._ops = []
         self._seq += 1
-        payload = msgpack.packb(self._data, use_bin_type=True)
+        payload = self._snapshot_payload()
         if len(payload) > MAX_SNAPSHOT_BYTES:
             self._ops, self._seq = ops + self._ops, seq
             self._compacting = False
@@ -508,6 +528,17 @@ class FileStateStore:
         self._unsynced = False
         self._compacting = False
         self._done(gen)
+
+    def _snapshot_payload(self) -> bytes:
+        """The whole state as one msgpack map ns -> {key: value}, the stored values
+        spliced in as they are rather than decoded and packed again."""
+        header = msgpack.Packer().pack_map_header
+        parts = [header(len(self._data))]
+        for ns, space in self._data.items():
+            parts += (msgpack.packb(ns), header(len(space)))
+            for key, packed in space.items():
+                parts += (msgpack.packb(key), packed)
+        return b"".join(parts)
 
     def _swap_logs(self, blob: bytes, new_path: str) -> File:
         fs = self._fs

@@ -6,6 +6,7 @@ import asyncio
 import os
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from storage import state_file as state_mod
@@ -218,6 +219,32 @@ async def test_compaction_keeps_the_log_near_the_live_size(
             expected.pop(f"g{(i + 5) % 10}", None)
     store = FileStateStore.open(OsFileSystem(), str(tmp_path))
     assert dict(store.items("groups")) == expected
+    await store.close()
+
+
+async def test_snapshot_is_the_state_map_and_the_live_size_is_what_a_log_would_take(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(state_mod, "COMPACT_MIN_BYTES", 1024)
+    store = FileStateStore.open(OsFileSystem(), str(tmp_path))
+    state = {"dead": {f"t/g/0:{i}": {"reason": "max", "history": [[1, "c", 1.5, "expired"]]}
+                      for i in range(40)},
+             "groups": {"t/g": {"v": 1, "parts": [[3, 9, [], [], []]]}}}
+    for _ in range(3):  # enough rewrites of the same keys to compact
+        for ns, space in state.items():
+            for key, value in space.items():
+                store.put(ns, key, value)
+        store.delete("dead", "t/g/0:0")
+        await store.commit()
+    del state["dead"]["t/g/0:0"]
+    await store.close()
+    blob = (tmp_path / SNAPSHOT_NAME).read_bytes()
+    assert msgpack.unpackb(blob[HEADER_BYTES:], raw=False) == state
+    store = FileStateStore.open(OsFileSystem(), str(tmp_path))
+    live = sum(len(state_mod.pack_op(ns, k, v)) for ns, space in state.items()
+               for k, v in space.items())
+    assert store._live_bytes == live
+    assert dict(store.items("dead")) == state["dead"]
+    assert store.get("groups", "t/g") == state["groups"]["t/g"]
     await store.close()
 
 
