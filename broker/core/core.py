@@ -329,7 +329,7 @@ class Core:
             self.store.put(NS_GROUPS, key, g.to_record())
             g.dirty = False
             for dl_id in g.dead_dirty:
-                rec = g.dead.get(dl_id)
+                rec = g.dead_record(dl_id)
                 if rec is None:
                     self.store.delete(NS_DEAD, f"{key}/{dl_id}")
                 else:
@@ -437,9 +437,10 @@ class Core:
 
     def redrive(self, t: TopicState, g: GroupState, ids: Sequence[str] | None,
                 reason_contains: str | None) -> int:
-        chosen = [dl_id for dl_id, rec in g.dead.items()
+        chosen = [dl_id for dl_id in g.dead
                   if (ids is None or dl_id in ids)
-                  and (reason_contains is None or reason_contains in str(rec.get("reason", "")))]
+                  and (reason_contains is None
+                       or reason_contains in str((g.dead_record(dl_id) or {}).get("reason", "")))]
         n = g.redrive(chosen, lambda p: t.logs[p].start_offset)
         self.mark_dirty(g)
         return n

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+
+import msgpack
 
 from broker.api import DeliveryBatch, HistoryEntry
 from broker.core.meters import RateMeter
@@ -55,7 +57,10 @@ class GroupState:
         self.in_flight = 0
         self.created = now
         self.last_active = now
-        self.dead: dict[str, dict[str, Any]] = {}
+        # dead-letter id -> its record, msgpack-encoded (read through `dead_record`): a
+        # flood of poison messages parks hundreds of thousands, and the bytes take a
+        # fraction of the memory the dicts would.
+        self.dead: dict[str, bytes] = {}
         self.dead_dirty: set[str] = set()
         self.history: OrderedDict[tuple[int, int], list[HistoryEntry]] = OrderedDict()
         self.redeliveries = 0
@@ -147,12 +152,12 @@ class GroupState:
                      reason: str) -> None:
         dl_id = f"{p}:{off}"
         hist = self.history.pop((p, off), [])
-        self.dead[dl_id] = {
+        self.dead[dl_id] = _pack_record({
             "id": dl_id, "p": p, "off": off, "reason": reason, "count": count, "at": now,
             "history": [[h.attempt, h.consumer, h.lease_start, h.outcome] for h in hist]
             + [[count, "", now, "dead_lettered"]],
             "redrives": ps.redrives.pop(off, 0),
-        }
+        })
         self.dead_dirty.add(dl_id)
         ps.counts.pop(off, None)
         ps.mark_done(off, off + 1)
@@ -340,9 +345,10 @@ class GroupState:
         kept. Letters whose record the log no longer holds are dropped. Returns how many."""
         done = 0
         for dl_id in ids:
-            rec = self.dead.pop(dl_id, None)
-            if rec is None:
+            packed = self.dead.pop(dl_id, None)
+            if packed is None:
                 continue
+            rec = _unpack_record(packed)
             self.dead_dirty.add(dl_id)
             p, off = int(rec["p"]), int(rec["off"])
             if p >= len(self.parts) or off < start_of(p):
@@ -361,7 +367,13 @@ class GroupState:
         return done
 
     def dead_record(self, dl_id: str) -> dict[str, Any] | None:
-        return self.dead.get(dl_id)
+        """The dead letter's record (id, p, off, reason, count, at, history, redrives)."""
+        packed = self.dead.get(dl_id)
+        return None if packed is None else _unpack_record(packed)
+
+    def dead_records(self) -> Iterator[dict[str, Any]]:
+        """Every dead letter's record, oldest first, decoded as they are taken."""
+        return map(_unpack_record, list(self.dead.values()))
 
     def backlog(self, ends: list[int]) -> int:
         return sum(ps.backlog(end) for ps, end in zip(self.parts, ends, strict=False))
@@ -397,6 +409,16 @@ class GroupState:
             for lo, hi in ps.acked:
                 ps.ready.remove(lo, hi)
             g.dropped += ps.clamp(starts[p])
-        g.dead = dict(dead)
+        g.dead = {dl_id: _pack_record(rec) for dl_id, rec in dead.items()}
         g.dirty = False
         return g
+
+
+def _pack_record(rec: dict[str, Any]) -> bytes:
+    packed: bytes = msgpack.packb(rec, use_bin_type=True)
+    return packed
+
+
+def _unpack_record(packed: bytes) -> dict[str, Any]:
+    rec: dict[str, Any] = msgpack.unpackb(packed, raw=False)
+    return rec

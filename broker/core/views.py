@@ -4,6 +4,8 @@ dead letters and browse. They change nothing (browse runs off the event loop).
 
 from __future__ import annotations
 
+from itertools import islice
+
 from broker.api import (
     DeadLetter,
     GroupInfo,
@@ -25,7 +27,7 @@ BROWSE_STEP_BYTES = 1 << 20  # bytes one browse step reads: a few ms of event-lo
 
 def dead_letters(core: Core, t: TopicState, g: GroupState, limit: int) -> list[DeadLetter]:
     out = []
-    for rec in list(g.dead.values())[:limit]:
+    for rec in islice(g.dead_records(), limit):
         p, off = int(rec["p"]), int(rec["off"])
         value = None
         try:
