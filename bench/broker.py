@@ -46,6 +46,7 @@ from bench.common import (
 )
 from bench.peers import BASELINE, PEERS, Consumer, Fetched, Peer, Producer, start_peers
 from bench.peers.spoolmq import RssResult, SpoolPeer, run_rss
+from spoolmq.gc_tuning import pace_collections
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CALL_CAP_S = 60.0  # one publish/fetch/ack call that takes longer than this is a failure
@@ -559,6 +560,10 @@ def main(argv: list[str] | None = None) -> int:
                         "only prints its numbers: no fsync diagnosis, no memory workload, "
                         "no results page")
     args = parser.parse_args(argv)
+    # Every system's client runs in this process with the collector paced as spoolmq's
+    # servers pace theirs (README, "Native client"): a high-throughput consumer holds
+    # thousands of messages, and CPython's default pacing rescans them over and over.
+    pace_collections()
     try:
         import uvloop
     except ImportError:

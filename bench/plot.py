@@ -341,7 +341,10 @@ def write_report(out_dir: Path, plan: Plan, keys: Sequence[str], peers: dict[str
         "return as soon as a message is ready.",
         "- The benchmark's clients all run in one Python process on uvloop, so on two "
         "cores client CPU is part of every number; that is how these clients are used "
-        "from Python.",
+        "from Python. That process paces the cyclic garbage collector as spoolmq's "
+        "servers do (young threshold 20,000, spoolmq/gc_tuning.py), for every client "
+        "alike: a consumer holding thousands of received messages otherwise pays for "
+        "full collections that rescan them.",
         "",
         "## Details",
         "",
