@@ -40,13 +40,23 @@ class Placed(NamedTuple):
 _Waiters = list["asyncio.Future[Placed]"]
 
 
+class _Batch:
+    """One (topic, client)'s sends of this turn so far."""
+
+    __slots__ = ("size", "values", "waiters")
+
+    def __init__(self) -> None:
+        self.values: list[bytes] = []
+        self.waiters: _Waiters = []
+        self.size = 0  # bytes of values
+
+
 class SendCoalescer:
     """Gathers one turn's single plain sends into one broker call per (topic, client)."""
 
     def __init__(self, broker: BrokerAPI) -> None:
         self._broker = broker
-        # (topic, client) -> the values, their waiters and their bytes so far
-        self._pending: dict[tuple[str, ClientRef], tuple[list[bytes], _Waiters, list[int]]] = {}
+        self._pending: dict[tuple[str, ClientRef], _Batch] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -60,19 +70,18 @@ class SendCoalescer:
         waiter: asyncio.Future[Placed] = loop.create_future()
         key = (topic, client)
         batch = self._pending.get(key)
-        if batch is not None and (len(batch[0]) >= MAX_BATCH_MESSAGES
-                                  or batch[2][0] + len(value) > MAX_BATCH_BYTES):
+        if batch is not None and (len(batch.values) >= MAX_BATCH_MESSAGES
+                                  or batch.size + len(value) > MAX_BATCH_BYTES):
             del self._pending[key]
-            self._start(loop, topic, client, batch[0], batch[1])
+            self._start(loop, topic, client, batch)
             batch = None
         if batch is None:
             if not self._pending:
                 loop.call_soon(self._flush)
-            self._pending[key] = ([value], [waiter], [len(value)])
-        else:
-            batch[0].append(value)
-            batch[1].append(waiter)
-            batch[2][0] += len(value)
+            batch = self._pending[key] = _Batch()
+        batch.values.append(value)
+        batch.waiters.append(waiter)
+        batch.size += len(value)
         return waiter
 
     async def drain(self) -> None:
@@ -84,12 +93,12 @@ class SendCoalescer:
         pending, self._pending = self._pending, {}
         loop = self._loop
         assert loop is not None
-        for (topic, client), (values, waiters, _) in pending.items():
-            self._start(loop, topic, client, values, waiters)
+        for (topic, client), batch in pending.items():
+            self._start(loop, topic, client, batch)
 
     def _start(self, loop: asyncio.AbstractEventLoop, topic: str, client: ClientRef,
-               values: list[bytes], waiters: _Waiters) -> None:
-        task = loop.create_task(self._send(topic, client, values, waiters))
+               batch: _Batch) -> None:
+        task = loop.create_task(self._send(topic, client, batch.values, batch.waiters))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

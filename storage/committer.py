@@ -33,6 +33,7 @@ This module must not know about topics, groups or sockets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -418,10 +419,8 @@ class GroupCommitter:
         self._closed = True
         if self._ticker is not None:
             self._ticker.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
-            except asyncio.CancelledError:
-                pass
             self._ticker = None
         first: FsyncFailed | None = None
         for q in list(self._queues.values()):

@@ -25,6 +25,7 @@ This module must not know what the keys mean.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import struct
@@ -578,10 +579,8 @@ class FileStateStore:
             self._closed = True
             if self._ticker is not None:
                 self._ticker.cancel()
-                try:
+                with contextlib.suppress(asyncio.CancelledError):
                     await self._ticker
-                except asyncio.CancelledError:
-                    pass
             if self._file is not None:
                 self._file.close()
                 self._file = None

@@ -437,10 +437,9 @@ class Core:
 
     def redrive(self, t: TopicState, g: GroupState, ids: Sequence[str] | None,
                 reason_contains: str | None) -> int:
-        chosen = [dl_id for dl_id in g.dead
+        chosen = [dl_id for dl_id, rec in g.dead_items()
                   if (ids is None or dl_id in ids)
-                  and (reason_contains is None
-                       or reason_contains in str((g.dead_record(dl_id) or {}).get("reason", "")))]
+                  and (reason_contains is None or reason_contains in str(rec.get("reason", "")))]
         n = g.redrive(chosen, lambda p: t.logs[p].start_offset)
         self.mark_dirty(g)
         return n

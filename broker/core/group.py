@@ -371,9 +371,10 @@ class GroupState:
         packed = self.dead.get(dl_id)
         return None if packed is None else _unpack_record(packed)
 
-    def dead_records(self) -> Iterator[dict[str, Any]]:
-        """Every dead letter's record, oldest first, decoded as they are taken."""
-        return map(_unpack_record, list(self.dead.values()))
+    def dead_items(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(id, record) of every dead letter, oldest first, decoded as they are taken."""
+        for dl_id, packed in list(self.dead.items()):
+            yield dl_id, _unpack_record(packed)
 
     def backlog(self, ends: list[int]) -> int:
         return sum(ps.backlog(end) for ps, end in zip(self.parts, ends, strict=False))

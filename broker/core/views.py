@@ -27,7 +27,7 @@ BROWSE_STEP_BYTES = 1 << 20  # bytes one browse step reads: a few ms of event-lo
 
 def dead_letters(core: Core, t: TopicState, g: GroupState, limit: int) -> list[DeadLetter]:
     out = []
-    for rec in islice(g.dead_records(), limit):
+    for _, rec in islice(g.dead_items(), limit):
         p, off = int(rec["p"]), int(rec["off"])
         value = None
         try:
