@@ -55,6 +55,11 @@ MAX_SEGMENT_BYTES = 2**31
 # The largest batch a log keeps decoded for the next read (see FileLog._hot): a
 # producer's batch of 1,000 x 1 KiB fits; the memory it costs is per partition.
 HOT_BATCH_MAX_BYTES = 2 * 2**20
+# A read's first pread is sized by what it wants: at least this, at most READ_CHUNK_MAX,
+# else the length of the last batch read, or its bytes per record times the records
+# asked for, whichever is more (see FileLog._read_hint).
+READ_CHUNK_MIN = 64 * 1024
+READ_CHUNK_MAX = 2**20
 
 # Index entries are written to their files once this many are pending: a few KiB per
 # write, and a crash loses at most this many (the index is then sparser, not wrong).
@@ -108,6 +113,10 @@ class FileLog:
         # 100 at a time over HTTP) slices it instead of reading, checking and decoding
         # it again. One per partition, at most HOT_BATCH_MAX_BYTES.
         self._hot: tuple[RecordBatch, int] | None = None
+        # The stored length and record count of the last batch a read decoded: the next
+        # read's first pread asks for about that much, not for a whole READ_CHUNK_MAX, so
+        # a reader of 100 KiB batches copies 100 KiB per batch from the page cache.
+        self._read_hint = (READ_CHUNK_MIN, 1)
         self._refusal: tuple[type[StorageError], str] | None = None
         self._failed = False
         self._closed = False
@@ -473,7 +482,9 @@ class FileLog:
         rel, pos = index.lookup(offset - seg.base)
         expected = seg.base + rel
         size = self._asize if seg is self._active else seg.size
-        chunk = min(budget, 1 << 20) + self._interval + fmt.HEADER_SIZE
+        last_len, last_count = self._read_hint
+        want = max(READ_CHUNK_MIN, last_len, (stop - offset) * last_len // last_count)
+        chunk = min(budget, READ_CHUNK_MAX, want) + self._interval + fmt.HEADER_SIZE
         decode_body, crc_ok = fmt.decode_body, fmt.crc_ok
         for item in scan(seg.log_file(), pos, size, chunk):
             h = item.header
@@ -493,6 +504,7 @@ class FileLog:
                 raise CorruptRecord(f"{self._dir}: {seg.name} position {item.position}: "
                                     f"CRC mismatch in batch at offset {h.base_offset}")
             b = decode_body(item.buf, item.at, h)
+            self._read_hint = (h.length, h.record_count or 1)
             if h.base_offset < offset or expected > stop:
                 if expected > stop and h.length <= HOT_BATCH_MAX_BYTES:
                     self._hot = (b, h.length)

@@ -309,6 +309,25 @@ def test_reading_a_batch_in_parts_reads_it_from_disk_once() -> None:
     assert fs.bytes_read > first_read
 
 
+def test_a_reader_of_large_batches_reads_about_what_it_gets() -> None:
+    fs = SimFileSystem()
+    log = open_log(fs, segment_bytes=16 << 20)
+    value = bytes(100)
+    for _ in range(10):  # ten batches of ~100 KiB: each under the 1 MiB read ceiling
+        log.append_many([AppendEntry([value] * 1000)])
+    stored = log.size_bytes()
+    fs.bytes_read = 0
+    off = got = 0
+    while off < 10_000:
+        batches = log.read(off, max_records=500)
+        got += sum(len(b.values) for b in batches)
+        off = batches[-1].next_offset
+    assert got == 10_000
+    # Each read's first pread is sized by the last batch, not by the 1 MiB ceiling
+    # (which would read about ten times what is stored here).
+    assert fs.bytes_read < 2 * stored
+
+
 def test_a_kept_batch_answers_like_the_disk_at_every_start_and_bound() -> None:
     fs = SimFileSystem()
     log = open_log(fs, segment_bytes=1 << 20)
