@@ -9,7 +9,7 @@
 from broker.client.blocking import BlockingClient, BlockingSubscription
 from broker.client.client import Client, parse_url
 from broker.client.subscription import Subscription
-from broker.client.types import ClientError, Message
+from broker.client.types import ClientError, Message, Received
 
 __all__ = [
     "BlockingClient",
@@ -17,6 +17,7 @@ __all__ = [
     "Client",
     "ClientError",
     "Message",
+    "Received",
     "Subscription",
     "parse_url",
 ]

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from broker.api import GroupInfo, ReceiptResult, Snapshot, TopicConfig, TopicInfo
 from broker.client.client import DEFAULT_URL, Client
 from broker.client.subscription import Subscription
-from broker.client.types import Message
+from broker.client.types import Message, Received
 
 T = TypeVar("T")
 
@@ -86,7 +86,7 @@ class BlockingClient:
         return self._run(self._client.send_batch(topic, values, **kwargs))
 
     def receive(self, topic: str, group: str = "default", max: int = 1, wait: float = 0,
-                visibility: float | None = None, auto_ack: bool = False) -> list[Message]:
+                visibility: float | None = None, auto_ack: bool = False) -> Received:
         return self._run(self._client.receive(topic, group, max, wait, visibility, auto_ack))
 
     def ack(self, messages: Message | str | Iterable[Message | str]) -> list[ReceiptResult]:

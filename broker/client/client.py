@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import groupby, repeat
 from operator import attrgetter
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
 from broker.api import (
@@ -42,7 +42,14 @@ from broker.api import (
 from broker.client.batcher import MAX_BATCH_BYTES, TopicBatcher, send_offsets
 from broker.client.link import Link, LinkLost
 from broker.client.subscription import Subscription
-from broker.client.types import ClientError, LeaseRef, Message, make_message, make_messages
+from broker.client.types import (
+    ClientError,
+    LeaseRef,
+    Message,
+    Received,
+    make_message,
+    make_messages,
+)
 from broker.core.receipts import run_receipt
 from broker.protocol import OPS, Hello, Push, SubscriptionEnded
 from broker.protocol.codec import (
@@ -102,6 +109,8 @@ def _ranges(items: Message | str | Iterable[Message | str]
             ) -> tuple[list[str], list[list[Message | str]]]:
     """Receipts to settle `items` with, consecutive offsets of one lease joined into one
     range receipt; and, per receipt, the items it stands for."""
+    if type(items) is Received and items.runs is not None:
+        return _received_ranges(items, items.runs)
     if isinstance(items, Message | str):
         items = [items]
     elif not isinstance(items, list):
@@ -130,6 +139,20 @@ def _ranges(items: Message | str | Iterable[Message | str]
                                              offsets[k - 1]))
                 members.append(run[start:k])
                 start = k
+    return receipts, members
+
+
+def _received_ranges(items: Received, runs: list[tuple[int, int]]
+                     ) -> tuple[list[str], list[list[Message | str]]]:
+    """`_ranges` of a whole receive: one range receipt per run it came in."""
+    receipts: list[str] = []
+    members: list[list[Message | str]] = []
+    for start, stop in runs:
+        first = items[start]
+        lease = first.lease
+        assert lease is not None
+        receipts.append(_run_receipt(lease, first, first.offset, first.offset + stop - start - 1))
+        members.append(cast("list[Message | str]", items[start:stop]))
     return receipts, members
 
 
@@ -354,8 +377,10 @@ class Client:
 
     # -- consuming ----------------------------------------------------------------------------
     async def receive(self, topic: str, group: str = "default", max: int = 1, wait: float = 0,
-                      visibility: float | None = None, auto_ack: bool = False) -> list[Message]:
-        """Lease up to `max` messages, long-polling up to `wait` seconds; [] when none."""
+                      visibility: float | None = None, auto_ack: bool = False) -> Received:
+        """Lease up to `max` messages, long-polling up to `wait` seconds; [] when none.
+        The list remembers the runs its messages came in: `ack(it)` sends a range
+        receipt per run without looking at each message."""
         args: dict[str, Any] = {"topic": topic, "group": group, "max": max, "wait": wait,
                                 "runs": True}
         if visibility is not None:
@@ -545,14 +570,17 @@ class Client:
         return snapshot_from_wire(await self._call("stats", {}))
 
 
-def _run_messages(result: Any) -> list[Message]:
+def _run_messages(result: Any) -> Received:
     """The messages of a "runs" receive result, each run sharing one LeaseRef."""
     try:
         topic, group, inc, runs = runs_from_wire(result)
     except ValueError as exc:
         raise ClientError("internal", f"the server sent bad message runs: {exc}") from None
-    out: list[Message] = []
+    out = Received()
+    bounds: list[tuple[int, int]] = []
     for p, first, lease_id, deadline, values, keys, headers, ts, counts in runs:
+        if values:
+            bounds.append((len(out), len(out) + len(values)))
         # One zip over the run's columns (`values` bounds it), built into tuples in C;
         # the receipts are left to `Message.receipt`, derived from the shared LeaseRef
         # when asked for.
@@ -562,6 +590,7 @@ def _run_messages(result: Any) -> list[Message]:
                                  counts if type(counts) is list else repeat(counts),
                                  repeat(None), repeat(deadline),
                                  repeat(LeaseRef(inc, lease_id, group))))
+    out.runs = bounds  # after the `+=`, which forgets runs
     return out
 
 

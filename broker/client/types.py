@@ -99,6 +99,71 @@ def make_messages(rows: Iterable[tuple[Any, ...]]) -> list[Message]:
     return list(map(_new_tuple, repeat(Message), rows))
 
 
+class Received(list[Message]):
+    """What `receive` returns: a list of Messages that also remembers the runs they came
+    in, each `(start, stop)` indexes of consecutive offsets under one lease. Acking or
+    nacking it whole sends one range receipt per run without looking at each message.
+    Changing the list in place forgets the runs (acking it then looks at each message,
+    as for any list); slices and copies are plain lists."""
+
+    __slots__ = ("runs",)
+
+    def __init__(self, messages: Iterable[Message] = (),
+                 runs: list[tuple[int, int]] | None = None) -> None:
+        super().__init__(messages)
+        self.runs = runs
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        self.runs = None
+        super().__setitem__(index, value)
+
+    def __delitem__(self, index: Any) -> None:
+        self.runs = None
+        super().__delitem__(index)
+
+    def __iadd__(self, other: Iterable[Message]) -> Received:  # type: ignore[override,misc]
+        self.runs = None
+        super().__iadd__(other)
+        return self
+
+    def __imul__(self, n: Any) -> Received:  # type: ignore[misc]
+        self.runs = None
+        super().__imul__(n)
+        return self
+
+    def append(self, message: Message) -> None:
+        self.runs = None
+        super().append(message)
+
+    def extend(self, messages: Iterable[Message]) -> None:
+        self.runs = None
+        super().extend(messages)
+
+    def insert(self, index: Any, message: Message) -> None:
+        self.runs = None
+        super().insert(index, message)
+
+    def pop(self, index: Any = -1) -> Message:
+        self.runs = None
+        return super().pop(index)
+
+    def remove(self, message: Message) -> None:
+        self.runs = None
+        super().remove(message)
+
+    def clear(self) -> None:
+        self.runs = None
+        super().clear()
+
+    def sort(self, *args: Any, **kwargs: Any) -> None:
+        self.runs = None
+        super().sort(*args, **kwargs)
+
+    def reverse(self) -> None:
+        self.runs = None
+        super().reverse()
+
+
 class ClientError(Exception):
     """A request failed: `code` is from `broker.errors.ERRORS`; retry when `retriable`."""
 
