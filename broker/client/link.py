@@ -61,7 +61,11 @@ class Link:
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._next_id = 1
         self.alive = True
-        self._task = asyncio.get_running_loop().create_task(self._read_loop())
+        self._loop = asyncio.get_running_loop()
+        # Frames written in one turn of the event loop leave in one socket write at its
+        # end (`_flush`): a consumer's ack and its next receive wake the server once.
+        self._out: list[bytes] = []
+        self._task = self._loop.create_task(self._read_loop())
 
     @classmethod
     async def open(cls, host: str, port: int, ssl: ssl_module.SSLContext | None, hello: Hello,
@@ -122,10 +126,21 @@ class Link:
             data = self.conn.send(Request(rid, op, args))
         except ProtocolError as exc:
             raise ClientError(exc.code, exc.message) from None
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = self._loop.create_future()
         self._waiting[rid] = future
-        self.writer.write(data)
+        self._write(data)
         return rid, future
+
+    def _write(self, data: bytes) -> None:
+        """Queue a frame for this turn's socket write, in order."""
+        if not self._out:
+            self._loop.call_soon(self._flush)
+        self._out.append(data)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if self.alive and out:
+            self.writer.write(out[0] if len(out) == 1 else b"".join(out))
 
     async def drain(self) -> None:
         """Wait while the socket's write buffer is over its high-water mark."""
@@ -135,7 +150,7 @@ class Link:
 
     def credit(self, sub: int, n: int) -> None:
         if self.alive and n > 0 and sub in self.conn.subscriptions:
-            self.writer.write(self.conn.send(Credit(sub, n)))
+            self._write(self.conn.send(Credit(sub, n)))
 
     # -- reading ----------------------------------------------------------------------------
     async def _read_loop(self) -> None:
@@ -154,6 +169,7 @@ class Link:
             reason = f"protocol error from server: {exc}"
             log.warning("%s", reason)
             with contextlib.suppress(ProtocolError, ConnectionError, RuntimeError):
+                self._flush()
                 self.writer.write(self.conn.send(Error.of(exc.code, exc.message)))
         except (ConnectionError, OSError) as exc:
             reason = f"connection lost: {exc}"
@@ -199,6 +215,7 @@ class Link:
         """Say goodbye and close; requests still waiting fail with LinkLost."""
         if self.alive and self.conn.state is State.OPEN:
             with contextlib.suppress(ProtocolError, ConnectionError, RuntimeError):
+                self._flush()
                 self.writer.write(self.conn.send(Close()))
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import pytest
 
+from broker.api import TopicConfig
 from broker.broker import Broker
-from broker.client import BlockingClient, Client, ClientError, parse_url
+from broker.client import BlockingClient, Client, ClientError, Received, parse_url
+from broker.client.client import _ranges
+from broker.client.types import LeaseRef, make_messages
 from broker.server import Server, start_server
+from broker.session import Session
 from spoolmq.config import Config
 from tests.server.serverharness import Gate, wait_until
 
@@ -295,3 +300,57 @@ async def test_nack_of_a_run_hands_it_back_in_one_receipt(client: Client) -> Non
     assert await client.nack(msgs[1:]) == []
     again = await client.receive("nr", group="g", max=3)
     assert [(m.offset, m.delivery_count) for m in again] == [(1, 2), (2, 2)]
+
+
+async def test_a_received_list_is_acked_by_its_runs_until_it_is_changed(client: Client
+                                                                        ) -> None:
+    await client.create_topic("runs2", TopicConfig(partitions=2))
+    await client.send_batch("runs2", [b"m%d" % i for i in range(20)],
+                            keys=[b"k%d" % (i % 5) for i in range(20)])
+    msgs = await client.receive("runs2", group="g", max=20)
+    assert isinstance(msgs, Received) and msgs.runs is not None and len(msgs.runs) == 2
+    # The runs give the receipts that looking at each message gives.
+    assert _ranges(msgs) == _ranges(list(msgs))
+    assert type(msgs[:3]) is list and type(msgs.copy()) is list
+    msgs.reverse()  # changed in place: the runs are forgotten
+    assert msgs.runs is None
+    receipts, _ = _ranges(msgs)
+    assert receipts == _ranges(list(msgs))[0] and len(receipts) == 20  # descending offsets
+    msgs.sort(key=lambda m: (m.partition, m.offset))
+    assert len(_ranges(msgs)[0]) == 2
+    assert await client.ack(msgs) == []
+    info = await client.describe_group("runs2", "g")
+    assert sum(info.ack_floor.values()) == 20
+
+
+def test_changing_a_received_list_forgets_its_runs() -> None:
+    changes: list[Callable[[Received], object]] = [
+        lambda r: r.append(r[0]), lambda r: r.extend([r[0]]), lambda r: r.insert(0, r[0]),
+        lambda r: r.pop(), lambda r: r.remove(r[0]), lambda r: r.clear(),
+        lambda r: r.sort(key=id), lambda r: r.reverse(), lambda r: r.__setitem__(0, r[1]),
+        lambda r: r.__delitem__(0), lambda r: r.__iadd__([r[0]]), lambda r: r.__imul__(2),
+    ]
+    lease = LeaseRef("inc", 1, "g")
+    for change in changes:
+        r = Received(make_messages([("t", 0, o, b"v", None, None, 0, 1, None, 0.0, lease)
+                                    for o in range(3)]), [(0, 3)])
+        change(r)
+        assert r.runs is None
+
+
+async def test_requests_made_in_one_turn_leave_in_one_socket_write(
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[int] = []
+    original = Session.data_received
+
+    def counting(self: Session, data: bytes) -> None:
+        reads.append(len(data))
+        original(self, data)
+
+    monkeypatch.setattr(Session, "data_received", counting)
+    async with Client(f"tcp://127.0.0.1:{server.port}") as c:
+        await c.ping()
+        reads.clear()
+        await asyncio.gather(*(c.ping() for _ in range(20)))
+        # One write of twenty frames: on loopback the server reads it in one piece.
+        assert len(reads) == 1 and reads[0] > 20 * 4
