@@ -480,8 +480,13 @@ class Broker:
                     out = core.receive_columns(t, group, client, max_messages, visibility_s,
                                                auto_ack, self.clock.now())
             if out:
-                core.flush()
+                # What a receive changes (cursor, delivery counts, dead letters) goes
+                # into the store with the next flush: the next ack's, or the periodic
+                # sweep's. Nothing waits for it to be durable, and a receive putting its
+                # own copy of the group state, which the next ack puts again, cost an
+                # encode of the whole group state per receive.
                 if auto_ack:
+                    core.flush()
                     await self._commit()
                 return out
             remaining = give_up - loop.time()
