@@ -13,7 +13,7 @@ import logging
 import socket
 import ssl as ssl_module
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, cast
 
 from broker.client.types import ClientError
 from broker.protocol import (
@@ -36,24 +36,92 @@ from broker.protocol import (
 
 log = logging.getLogger("broker.client")
 
-READ_CHUNK: Final = 256 * 1024  # bytes per socket read: a few frames of a busy stream
-
 
 class LinkLost(Exception):
     """The connection ended while a request was in flight."""
 
 
+class _Stream(asyncio.Protocol):
+    """The socket end of a Link: hands received bytes to it as they come, with no stream
+    buffer in between, and tracks whether the transport takes more writes."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.link: Link | None = None
+        self.handshake: asyncio.Future[Welcome] | None = None
+        self.conn = Connection(Role.CLIENT)
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._writable: asyncio.Future[None] | None = None  # set while writes are paused
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):  # requests wait for nothing (no Nagle)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        if self.link is not None:
+            self.link.data_received(data)
+            return
+        handshake = self.handshake
+        if handshake is None or handshake.done():
+            return
+        try:
+            self.conn.receive_data(data)
+            event = self.conn.next_event()
+        except ProtocolError as exc:
+            handshake.set_exception(ClientError(exc.code, f"handshake: {exc.message}"))
+            return
+        if isinstance(event, Welcome):
+            handshake.set_result(event)
+        elif isinstance(event, Error):
+            handshake.set_exception(ClientError(event.code, event.message, event.retriable))
+        elif isinstance(event, Close):
+            handshake.set_exception(
+                ConnectionResetError("the server closed the connection during handshake"))
+
+    def eof_received(self) -> bool:
+        return False  # close our end too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        if self.handshake is not None and not self.handshake.done():
+            self.handshake.set_exception(
+                ConnectionResetError("the server closed the connection during handshake"))
+        if self.link is not None:
+            self.link.connection_lost(
+                "the server closed the connection" if exc is None else f"connection lost: {exc}")
+
+    def pause_writing(self) -> None:
+        if self._writable is None or self._writable.done():
+            self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait while the transport's write buffer is over its high-water mark."""
+        if self._writable is not None and not self._writable.done():
+            await asyncio.shield(self._writable)
+
+
 class Link:
     """An open, handshaken connection. Create with `await Link.open(...)`."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 conn: Connection, welcome: Welcome,
+    def __init__(self, stream: _Stream, welcome: Welcome,
                  on_push: Callable[[Link, Push], None],
                  on_sub_end: Callable[[Link, SubscriptionEnded], None],
                  on_lost: Callable[[Link], None]) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.conn = conn
+        assert stream.transport is not None
+        self._stream = stream
+        self.transport = stream.transport
+        self.conn = stream.conn
         self.welcome = welcome
         self._on_push = on_push
         self._on_sub_end = on_sub_end
@@ -65,7 +133,9 @@ class Link:
         # Frames written in one turn of the event loop leave in one socket write at its
         # end (`_flush`): a consumer's ack and its next receive wake the server once.
         self._out: list[bytes] = []
-        self._task = self._loop.create_task(self._read_loop())
+        stream.link = self
+        if stream.closed.done() or self.transport.is_closing():
+            self._loop.call_soon(self.connection_lost, "the server closed the connection")
 
     @classmethod
     async def open(cls, host: str, port: int, ssl: ssl_module.SSLContext | None, hello: Hello,
@@ -77,38 +147,21 @@ class Link:
         Raises OSError or TimeoutError when the server cannot be reached, and
         ClientError when it refuses the handshake (e.g. unauthorized).
         """
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=ssl), timeout)
-        sock = writer.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            with contextlib.suppress(OSError):  # requests wait for nothing (no Nagle)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = Connection(Role.CLIENT)
+        loop = asyncio.get_running_loop()
+        transport, stream = await asyncio.wait_for(
+            loop.create_connection(_Stream, host, port, ssl=ssl), timeout)
         try:
-            writer.write(conn.send(hello))
-            welcome = await asyncio.wait_for(cls._await_welcome(reader, conn), timeout)
+            stream.handshake = loop.create_future()
+            transport.write(stream.conn.send(hello))
+            welcome = await asyncio.wait_for(asyncio.shield(stream.handshake), timeout)
         except BaseException:
-            writer.close()
+            transport.close()
             raise
-        return cls(reader, writer, conn, welcome, on_push, on_sub_end, on_lost)
-
-    @staticmethod
-    async def _await_welcome(reader: asyncio.StreamReader, conn: Connection) -> Welcome:
-        while True:
-            data = await reader.read(READ_CHUNK)
-            if not data:
-                raise ConnectionResetError("the server closed the connection during handshake")
-            try:
-                conn.receive_data(data)
-                event = conn.next_event()
-            except ProtocolError as exc:
-                raise ClientError(exc.code, f"handshake: {exc.message}") from None
-            if isinstance(event, Welcome):
-                return event
-            if isinstance(event, Error):
-                raise ClientError(event.code, event.message, event.retriable)
-            if isinstance(event, Close):
-                raise ConnectionResetError("the server closed the connection during handshake")
+        link = cls(stream, welcome, on_push, on_sub_end, on_lost)
+        # Bytes that came with the welcome (a push, say) are events of the open link.
+        if link.alive:
+            link.data_received(b"")
+        return link
 
     # -- requests ---------------------------------------------------------------------------
     def request(self, op: str, args: dict[str, Any]) -> tuple[int, asyncio.Future[Any]]:
@@ -140,41 +193,38 @@ class Link:
     def _flush(self) -> None:
         out, self._out = self._out, []
         if self.alive and out:
-            self.writer.write(out[0] if len(out) == 1 else b"".join(out))
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     async def drain(self) -> None:
         """Wait while the socket's write buffer is over its high-water mark."""
         if self.alive:
-            with contextlib.suppress(ConnectionError):
-                await self.writer.drain()
+            await self._stream.drain()
 
     def credit(self, sub: int, n: int) -> None:
         if self.alive and n > 0 and sub in self.conn.subscriptions:
             self._write(self.conn.send(Credit(sub, n)))
 
     # -- reading ----------------------------------------------------------------------------
-    async def _read_loop(self) -> None:
-        reason = "the server closed the connection"
+    def data_received(self, data: bytes) -> None:
+        if not self.alive:
+            return
         try:
-            while True:
-                data = await self.reader.read(READ_CHUNK)
-                if not data:
-                    break
+            if data:
                 self.conn.receive_data(data)
-                ended = self._drain_events()
-                if ended is not None:
-                    reason = ended
-                    break
+            ended = self._drain_events()
         except ProtocolError as exc:
             reason = f"protocol error from server: {exc}"
             log.warning("%s", reason)
             with contextlib.suppress(ProtocolError, ConnectionError, RuntimeError):
                 self._flush()
-                self.writer.write(self.conn.send(Error.of(exc.code, exc.message)))
-        except (ConnectionError, OSError) as exc:
-            reason = f"connection lost: {exc}"
-        finally:
+                self.transport.write(self.conn.send(Error.of(exc.code, exc.message)))
             self._lost(reason)
+            return
+        if ended is not None:
+            self._lost(ended)
+
+    def connection_lost(self, reason: str) -> None:
+        self._lost(reason)
 
     def _drain_events(self) -> str | None:
         """Dispatch every whole event; once the server said Close or Error, return why."""
@@ -208,7 +258,8 @@ class Link:
         for future in waiting.values():
             if not future.done():
                 future.set_exception(LinkLost(reason))
-        self.writer.close()
+        self._out.clear()
+        self.transport.close()
         self._on_lost(self)
 
     async def close(self) -> None:
@@ -216,10 +267,6 @@ class Link:
         if self.alive and self.conn.state is State.OPEN:
             with contextlib.suppress(ProtocolError, ConnectionError, RuntimeError):
                 self._flush()
-                self.writer.write(self.conn.send(Close()))
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+                self.transport.write(self.conn.send(Close()))
         self._lost("the client closed the connection")
-        with contextlib.suppress(ConnectionError, OSError):
-            await self.writer.wait_closed()
+        await self._stream.closed
