@@ -153,7 +153,7 @@ class Link:
         try:
             stream.handshake = loop.create_future()
             transport.write(stream.conn.send(hello))
-            welcome = await asyncio.wait_for(asyncio.shield(stream.handshake), timeout)
+            welcome = await asyncio.wait_for(stream.handshake, timeout)
         except BaseException:
             transport.close()
             raise
