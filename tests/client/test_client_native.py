@@ -100,6 +100,26 @@ async def test_connecting_to_nothing_fails_unavailable_after_the_timeout() -> No
     assert time.monotonic() - start < 3
 
 
+async def test_a_server_that_never_welcomes_fails_unavailable_after_the_timeout() -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        accepted.append(w)  # reads the hello, answers nothing
+
+    srv = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(ClientError) as exc:
+            await Client(f"tcp://127.0.0.1:{port}", connect_timeout=0.3).connect()
+        assert exc.value.code == "unavailable" and exc.value.retriable
+        assert accepted
+    finally:
+        for w in accepted:
+            w.close()
+        srv.close()
+        await srv.wait_closed()
+
+
 async def test_reconnects_after_a_server_restart(broker: Broker) -> None:
     srv = await _serve(broker)
     port = srv.port
