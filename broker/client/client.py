@@ -576,7 +576,7 @@ def _run_messages(result: Any) -> Received:
         topic, group, inc, runs = runs_from_wire(result)
     except ValueError as exc:
         raise ClientError("internal", f"the server sent bad message runs: {exc}") from None
-    out = Received()
+    out: list[Message] = []
     bounds: list[tuple[int, int]] = []
     for p, first, lease_id, deadline, values, keys, headers, ts, counts in runs:
         if values:
@@ -590,8 +590,7 @@ def _run_messages(result: Any) -> Received:
                                  counts if type(counts) is list else repeat(counts),
                                  repeat(None), repeat(deadline),
                                  repeat(LeaseRef(inc, lease_id, group))))
-    out.runs = bounds  # after the `+=`, which forgets runs
-    return out
+    return Received(out, bounds)
 
 
 def _messages(columns: Any) -> list[Message]:
